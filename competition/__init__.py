@@ -1,0 +1,1 @@
+"""Dogs vs. Cats and transfer-learning benchmarks: datasets, HDF5 storage, splits, submissions."""

@@ -1,0 +1,1 @@
+"""Blending model probabilities into one prediction."""

@@ -1,0 +1,1 @@
+"""Models: shallow classifiers on features, fine-tuned backbones, AlexNet from scratch."""

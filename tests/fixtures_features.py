@@ -1,0 +1,1 @@
+"""Session fixtures with real MobileNet features extracted once by the features stage."""
