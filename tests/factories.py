@@ -8,8 +8,9 @@ import h5py
 import numpy as np
 
 from competition import paths
-from competition.h5store import write_strings
+from competition.h5store import as_strings, write_strings
 from competition.splits import stratified_folds
+from models.predictions import Predictions, write_predictions
 
 
 def make_image_store(
@@ -41,3 +42,30 @@ def make_image_store(
         handle.attrs["image_size"] = size
         handle.attrs["rgb_mean"] = images.reshape(-1, 3).mean(axis=0)
     return path
+
+
+def make_model_predictions(dataset: str, model_id: str, noise: float, seed: int = 0, strength: float = 2.0) -> Path:
+    """Write ``data/<dataset>/predictions/<model_id>.h5`` with synthetic probabilities for the
+    images in ``train.h5`` / ``test.h5``: true-class logit ``strength`` plus Gaussian ``noise``."""
+    def read(split):
+        with h5py.File(paths.images_file(dataset, split), "r") as handle:
+            return as_strings(handle["ids"][:]), handle["labels"][:], as_strings(handle["label_names"][:])
+
+    rng = np.random.default_rng(seed)
+
+    def probabilities(labels, n_classes):
+        known = np.where(labels >= 0, labels, rng.integers(0, n_classes, len(labels)))
+        logits = strength * np.eye(n_classes)[known] + rng.normal(0, noise, (len(labels), n_classes))
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    ids, labels, label_names = read("train")
+    test_ids, test_labels, _ = read("test")
+    return write_predictions(
+        paths.predictions_file(dataset, model_id),
+        Predictions(
+            model_id=model_id, oof=probabilities(labels, len(label_names)), oof_mask=np.ones(len(ids), bool),
+            test=probabilities(test_labels, len(label_names)), ids=ids, test_ids=test_ids, labels=labels,
+            test_labels=test_labels, label_names=label_names, producer={"stage": "test-factory", "noise": noise},
+        ),
+    )
