@@ -15,8 +15,10 @@ directory and can be moved with DATA_DIR, REPORTS_DIR and SUBMISSIONS_DIR.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 
 def data_root() -> Path:
@@ -70,3 +72,20 @@ def reports_dir(dataset: str) -> Path:
 
 def submissions_dir(dataset: str) -> Path:
     return submissions_root() / dataset
+
+
+@contextlib.contextmanager
+def using_data_root(root: Path | str | None) -> Iterator[Path]:
+    """Within the block, ``data_root()`` is ``root`` (unchanged when ``root`` is None)."""
+    if root is None:
+        yield data_root()
+        return
+    previous = os.environ.get("DATA_DIR")
+    os.environ["DATA_DIR"] = str(root)
+    try:
+        yield Path(root)
+    finally:
+        if previous is None:
+            os.environ.pop("DATA_DIR", None)
+        else:
+            os.environ["DATA_DIR"] = previous
