@@ -106,6 +106,15 @@ REGISTRY: dict[str, Dataset] = {
             layout="class-folders",
             download_url="https://www.robots.ox.ac.uk/~vgg/data/flowers/17/17flowers.tgz",
             homepage="https://www.robots.ox.ac.uk/~vgg/data/flowers/17/",
+            # the official archive is not foldered: jpg/image_0001.jpg.. in blocks of 80 per class
+            extra={
+                "numbered_classes": (
+                    "daffodil", "snowdrop", "lilyvalley", "bluebell", "crocus", "iris", "tigerlily",
+                    "tulip", "fritillary", "sunflower", "daisy", "coltsfoot", "dandelion", "cowslip",
+                    "buttercup", "windflower", "pansy",
+                ),
+                "images_per_class": 80,
+            },
         ),
         Dataset(
             name="caltech101",

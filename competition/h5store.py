@@ -90,3 +90,51 @@ def require_file(path: Path, keys: tuple[str, ...], fix: str) -> Path:
     if missing:
         raise UserError(f"{path} lacks {', '.join(missing)}: delete it and {fix}")
     return path
+
+
+class BlockWriter:
+    """Stream rows into a contiguous ``(capacity, *row_shape)`` dataset through a fixed
+    buffer of ``block_rows`` rows, so memory stays flat however many rows arrive.
+
+    ``count`` is the number of rows appended; when fewer than ``capacity`` arrive,
+    ``shrink_rows`` drops the unused tail afterwards.
+    """
+
+    def __init__(self, group: h5py.Group, name: str, capacity: int, row_shape: tuple, dtype, block_rows: int = 128):
+        self.dataset = group.create_dataset(name, shape=(capacity, *row_shape), dtype=dtype)
+        self.buffer = np.empty((block_rows, *row_shape), dtype=dtype)
+        self.buffered = 0
+        self.count = 0
+
+    def append(self, row: np.ndarray) -> None:
+        self.buffer[self.buffered] = row
+        self.buffered += 1
+        if self.buffered == len(self.buffer):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffered:
+            self.dataset[self.count:self.count + self.buffered] = self.buffer[:self.buffered]
+            self.count += self.buffered
+            self.buffered = 0
+
+
+def shrink_rows(path: Path, name: str, rows: int, block_rows: int = 256) -> None:
+    """Rewrite the HDF5 file ``path`` with dataset ``name`` cut to its first ``rows`` rows
+    (contiguous datasets cannot shrink in place); everything else is copied as is."""
+    path = Path(path)
+    rewritten = path.with_name(path.name + ".shrink")
+    with h5py.File(path, "r") as source, h5py.File(rewritten, "w") as target:
+        for key, value in source.attrs.items():
+            target.attrs[key] = value
+        for key in source:
+            if key != name:
+                source.copy(source[key], target, name=key)
+                continue
+            original = source[key]
+            copy = target.create_dataset(key, shape=(rows, *original.shape[1:]), dtype=original.dtype)
+            for start in range(0, rows, block_rows):
+                copy[start:start + block_rows] = original[start:min(rows, start + block_rows)]
+            for attr, value in original.attrs.items():
+                copy.attrs[attr] = value
+    os.replace(rewritten, path)
