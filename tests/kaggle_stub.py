@@ -34,6 +34,8 @@ STUB_PORT = 80
 API_PREFIX = "/api/v1/"
 DOWNLOAD_DATA_FILES = API_PREFIX + "competitions.CompetitionApiService/DownloadDataFiles"
 DOWNLOAD_DATASET = API_PREFIX + "datasets.DatasetApiService/DownloadDataset"
+START_SUBMISSION_UPLOAD = API_PREFIX + "competitions.CompetitionApiService/StartSubmissionUpload"
+CREATE_SUBMISSION = API_PREFIX + "competitions.CompetitionApiService/CreateSubmission"
 FILES_PREFIX = "/stub-files/"
 TEST_USERNAME = "stub-user"
 TEST_KEY = "0123456789abcdef0123456789abcdef"
@@ -159,7 +161,7 @@ class KaggleStub:
                 if self.command != "HEAD":
                     self.wfile.write(response.body)
 
-            do_GET = do_POST = do_HEAD = _answer
+            do_GET = do_POST = do_HEAD = do_PUT = _answer
 
             def log_message(self, *args):
                 pass
