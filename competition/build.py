@@ -13,7 +13,6 @@ unchanged (same files and sizes, same settings) skips; ``--force`` rebuilds.
 from __future__ import annotations
 
 import collections
-import contextlib
 import csv
 import hashlib
 import json
@@ -291,23 +290,6 @@ def _write_rejected(path: Path, rejected: list[tuple[str, str]]) -> None:
             writer.writerows(rejected)
 
 
-@contextlib.contextmanager
-def _data_root(data_root: str | Path | None) -> Iterator[None]:
-    """Point ``competition.paths`` at ``data_root`` for the duration, restoring DATA_DIR after."""
-    if data_root is None:
-        yield
-        return
-    previous = os.environ.get("DATA_DIR")
-    os.environ["DATA_DIR"] = str(data_root)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("DATA_DIR", None)
-        else:
-            os.environ["DATA_DIR"] = previous
-
-
 def build(
     dataset: str, source: str | Path | None = None, data_root: str | Path | None = None,
     image_size: int = DEFAULT_IMAGE_SIZE, force: bool = False, workers: int | None = None,
@@ -319,7 +301,7 @@ def build(
     seed_everything()
     workers = workers or os.cpu_count() or 1
     spec = get_dataset(dataset, custom_source=source is not None)
-    with _data_root(data_root):
+    with paths.using_data_root(data_root):
         root = resolve_source(spec, source)
         listing = LAYOUT_READERS[spec.layout](spec, root)
         train_path, test_path = paths.images_file(dataset, "train"), paths.images_file(dataset, "test")

@@ -23,6 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 JPEG_START, JPEG_END = b"\xff\xd8\xff", b"\xff\xd9"
+IMAGE_SIGNATURES = (JPEG_START, b"\x89PNG", b"GIF8", b"BM")  # files that claim to be images
 # OpenCV's shrink-on-load flags, largest reduction first
 REDUCED_DECODE_FLAGS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
 
@@ -69,6 +70,8 @@ def _decode(data: bytes, size: int) -> np.ndarray:
         pixels = _decode_jpeg_opencv(data, size) if _is_complete_jpeg(data) else None
         return pixels if pixels is not None else _decode_pillow(data, size)
     except UnidentifiedImageError:
+        if data.startswith(IMAGE_SIGNATURES):
+            raise ImageRejected("corrupt: image signature but unreadable header") from None
         raise ImageRejected("not an image") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
