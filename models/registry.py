@@ -95,7 +95,7 @@ FINETUNE_SETTINGS = {
     "head_epochs": 25, "head_learning_rate": 0.001,
     "finetune_epochs": 100, "finetune_learning_rate": 0.001, "momentum": 0.0,
     "unfreeze_from": None,  # layer index; None = the backbone's last conv block (VGG16: 15)
-    "batch_size": 32, "image_size": None,  # None = the backbone's input size
+    "batch_size": 32,
     "augment": True,
 }
 

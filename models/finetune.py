@@ -1,0 +1,97 @@
+"""``finetune:<backbone>``: a pretrained backbone without its top and a new head
+(Flatten, Dense(D, relu), Dropout, Dense(classes, softmax)).
+
+Stage ``head`` trains the head with the backbone frozen (RMSprop); stage ``finetune`` unfreezes
+the backbone's last conv block (VGG16: ``layers[15:]``) and trains on with SGD. The backbone's
+batch normalisation stays in inference mode throughout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from competition import paths
+from competition.reproducibility import DEFAULT_SEED, seed_everything
+from models.augment import ImageStream, resized_view, training_transform
+from models.crossval import FitFold, FoldResult, TrainContext
+from models.deep import configure_precision, fit_stage, save_curves
+
+STAGES = ("head", "finetune")
+
+
+def build_finetune_model(backbone_name: str, weights, n_classes: int, dense_units: int, dropout: float):
+    """The backbone (no top, no pooling) with the new head; returns ``(model, backbone_model, config)``."""
+    import keras
+
+    from features.backbones import create_backbone
+
+    base, config = create_backbone(backbone_name, weights=weights, pooling=None, include_top=False)
+    inputs = keras.Input(base.input_shape[1:], name="image")
+    features = base(inputs, training=False)
+    x = keras.layers.Flatten(name="head_flatten")(features)
+    x = keras.layers.Dense(dense_units, activation="relu", name="head_dense")(x)
+    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=f"finetune_{backbone_name}"), base, config
+
+
+def resolve_weights(context: TrainContext, backbone_name: str):
+    """The weights to start from: ``--weights`` (imagenet or a file), else the backbone's file in ``--weights-dir``."""
+    from features.backbones import IMAGENET, find_weights_file
+
+    if context.weights:
+        return None if context.weights == "random" else context.weights
+    if context.weights_dir:
+        return str(find_weights_file(backbone_name, context.weights_dir))
+    return IMAGENET
+
+
+def train_finetune(context: TrainContext) -> FitFold:
+    """A fold fitter that fine-tunes ``context.spec``'s backbone on train.h5 and predicts test.h5."""
+    import keras
+
+    from features.backbones import get_backbone, last_block_index
+
+    spec, settings = context.spec, context.spec.settings
+    backbone_name = spec.sources[0]
+    get_backbone(backbone_name)  # unknown names fail before any training
+    weights = resolve_weights(context, backbone_name)
+    n_classes = len(context.train.label_names)
+    policy = configure_precision()
+
+    def fit_fold(fold_dir, train_index, held_out_index) -> FoldResult:
+        keras.backend.clear_session()
+        seed_everything(DEFAULT_SEED)
+        model, base, config = build_finetune_model(
+            backbone_name, weights, n_classes, settings["dense_units"], settings["dropout"])
+        size = config.input_size
+        stream = ImageStream(context.train.path, context.train.labels, n_classes,
+                             training_transform(size, settings["augment"]), resized_view(size),
+                             config.preprocess_input, settings["batch_size"], seed=DEFAULT_SEED)
+        base.trainable = False
+        model.compile(optimizer=keras.optimizers.RMSprop(settings["head_learning_rate"]),
+                      loss="categorical_crossentropy", metrics=["accuracy"])
+        fit_stage(model, stream, train_index, held_out_index, settings["head_epochs"], fold_dir, "head",
+                  context.callbacks)
+        unfreeze_from = settings["unfreeze_from"]
+        if unfreeze_from is None:
+            unfreeze_from = last_block_index(base, backbone_name)
+        base.trainable = True
+        for layer in base.layers[:unfreeze_from]:
+            layer.trainable = False
+        model.compile(optimizer=keras.optimizers.SGD(settings["finetune_learning_rate"], momentum=settings["momentum"]),
+                      loss="categorical_crossentropy", metrics=["accuracy"])
+        fit_stage(model, stream, train_index, held_out_index, settings["finetune_epochs"], fold_dir, "finetune",
+                  context.callbacks)
+        save_curves(fold_dir, STAGES, paths.reports_dir(context.dataset) / f"{spec.model_id}-{fold_dir.name}-curves.png",
+                    f"{spec.model_id} {fold_dir.name}")
+        test_stream = ImageStream(context.test.path, np.zeros(len(context.test.ids), dtype=np.int64), n_classes,
+                                  stream.transform, stream.views, stream.preprocess, stream.batch_size)
+        return FoldResult(
+            held_out=stream.predict(model, held_out_index),
+            test=test_stream.predict(model, np.arange(len(context.test.ids))),
+            details={"unfreeze_from": int(unfreeze_from), "backbone_layers": len(base.layers),
+                     "weights": str(config.weights), "precision": policy},
+        )
+
+    return fit_fold
