@@ -2,25 +2,19 @@
 
 Only files written by ``make submit`` qualify: each has a JSON record next to it
 saying whether it is uploadable (a submission built from a partial test set is
-not). The kaggle client is imported only here, inside functions, because it
-authenticates (and prints a long help text) when imported.
+not). The kaggle client is imported lazily (``competition.download.kaggle_api``),
+because it authenticates, and prints a long help text, when imported.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 from competition import paths
 from competition.datasets import get_dataset
+from competition.download import kaggle_api
 from competition.errors import UserError
-
-CREDENTIALS_FIX = (
-    "put an API token in ~/.kaggle/access_token or KAGGLE_API_TOKEN "
-    "(or kaggle.json / KAGGLE_USERNAME + KAGGLE_KEY), from https://www.kaggle.com/settings"
-)
 
 
 def configure(parser) -> None:
@@ -62,22 +56,15 @@ def default_message(record: dict) -> str:
     )
 
 
-def kaggle_api():
-    """An authenticated ``KaggleApi``, or a UserError saying how to add credentials."""
-    with contextlib.redirect_stdout(io.StringIO()):  # the client prints its help text on import without credentials
-        from kaggle.api.kaggle_api_extended import KaggleApi
-
-        api = KaggleApi()
-        try:
-            api.authenticate()
-        except SystemExit:
-            raise UserError(f"no Kaggle credentials: {CREDENTIALS_FIX}") from None
-    return api
-
-
 def _status(error: Exception) -> int | None:
     response = getattr(error, "response", None)
     return getattr(response, "status_code", None)
+
+
+def _is_offline(error, text):
+    import requests
+
+    return isinstance(error, requests.exceptions.ConnectionError)
 
 
 def _is_rules(error, text):
@@ -98,7 +85,9 @@ def _is_unauthorized(error, text):
 
 # (recognise, explain) pairs, tried in order; explain(competition) -> message
 KAGGLE_ERRORS = (
-    (_is_unauthorized, lambda competition: f"Kaggle rejected the credentials (401): {CREDENTIALS_FIX}"),
+    (_is_offline, lambda competition: "no network: cannot reach Kaggle; connect to the internet and retry"),
+    (_is_unauthorized, lambda competition: "Kaggle rejected the credentials (401): create a new API token at "
+                                            "https://www.kaggle.com/settings and install it"),
     (_is_daily_limit, lambda competition: f"the daily submission limit of {competition.kaggle_competition} is "
                                           f"reached: upload again tomorrow (UTC)"),
     (_is_closed, lambda competition: f"{competition.kaggle_competition} no longer accepts submissions: "

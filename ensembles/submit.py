@@ -18,7 +18,7 @@ import numpy as np
 from competition import paths
 from competition.datasets import Dataset, get_dataset
 from competition.errors import UserError
-from competition.h5store import as_strings, atomic_output, require_file
+from competition.h5store import as_strings, atomic_output, get_json_attr, require_file
 from competition.reproducibility import provenance, seed_everything
 from competition.submission import find_sample_file, submission_format, submission_rows, write_submission
 from ensembles.blend import BLENDERS, accuracy, choose_clip_eps, clip_probabilities, cross_val_blend, log_loss
@@ -78,17 +78,18 @@ def load_predictions(dataset: str, model_ids: list[str]) -> list[Predictions]:
     return loaded
 
 
-def train_folds(dataset: str, ids: np.ndarray) -> np.ndarray:
-    """The cross-validation fold of each train id, from ``train.h5``."""
+def train_folds(dataset: str, ids: np.ndarray) -> tuple[np.ndarray, Path | None]:
+    """The cross-validation fold of each train id, and the source folder the data stage read, from ``train.h5``."""
     import h5py
 
     path = require_file(paths.images_file(dataset, "train"), ("ids", "folds"), f"run `make data DATASET={dataset}`")
     with h5py.File(path, "r") as handle:
         fold_of = dict(zip(as_strings(handle["ids"][:]), handle["folds"][:]))
+        source = get_json_attr(handle, "producer", {}).get("settings", {}).get("source")
     missing = [i for i in ids if i not in fold_of]
     if missing:
         raise UserError(f"{path} lacks ids the models predicted (e.g. {missing[0]}): retrain the models with `make train`")
-    return np.array([fold_of[i] for i in ids])
+    return np.array([fold_of[i] for i in ids]), Path(source) if source else None
 
 
 def blend(predictions: list[Predictions], method: str, folds: np.ndarray) -> Ensemble:
@@ -195,11 +196,12 @@ def main(args) -> int:
     dataset = get_dataset(args.dataset, custom_source=paths.predictions_dir(args.dataset).is_dir())
     model_ids = [m.strip() for m in args.models.split(",") if m.strip()] or available_models(dataset.name)
     predictions = load_predictions(dataset.name, model_ids)
-    ensemble = blend(predictions, args.method, train_folds(dataset.name, predictions[0].ids))
+    folds, source = train_folds(dataset.name, predictions[0].ids)
+    ensemble = blend(predictions, args.method, folds)
     print(score_table(ensemble))
     if args.sample is not None and not args.sample.is_file():
         raise UserError(f"--sample {args.sample} does not exist: pass the competition's sample submission CSV")
-    sample_file = args.sample or find_sample_file(dataset)
+    sample_file = args.sample or find_sample_file(dataset, [source] if source else [])
     settings = {"dataset": dataset.name, "models": model_ids, "method": args.method, "sample": str(sample_file)}
     csv_path, record = make_submission(dataset, ensemble, sample_file, settings)
     if record["eps"] is not None:

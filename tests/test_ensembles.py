@@ -2,11 +2,13 @@
 
 import json
 
+import h5py
 import numpy as np
 import pytest
 from sklearn.base import clone
 
 from competition import cli, paths
+from competition.h5store import set_json_attr
 from ensembles.blend import (
     BLENDERS, RankBlend, WeightedBlend, accuracy, choose_clip_eps, clip_probabilities, cross_val_blend, log_loss,
 )
@@ -95,8 +97,10 @@ def read_csv_rows(path):
 @pytest.mark.parametrize("method", list(BLENDERS))
 def test_submit_writes_a_validated_dogs_vs_cats_csv_flagged_partial(method, workspace, shared_dir, capsys):
     competition_workspace("dogs-vs-cats")
-    sample = shared_dir / "data" / "dogs-vs-cats" / "sampleSubmission.csv"
-    code = cli.main(["submit", "--dataset", "dogs-vs-cats", "--method", method, "--sample", str(sample)])
+    # the sample submission is found in the source folder the data stage recorded
+    with h5py.File(paths.images_file("dogs-vs-cats", "train"), "a") as handle:
+        set_json_attr(handle, "producer", {"settings": {"source": str(shared_dir / "data" / "dogs-vs-cats")}})
+    code = cli.main(["submit", "--dataset", "dogs-vs-cats", "--method", method])
     out = capsys.readouterr().out
     assert code == 0
     written = sorted(paths.submissions_dir("dogs-vs-cats").iterdir())
@@ -112,6 +116,7 @@ def test_submit_writes_a_validated_dogs_vs_cats_csv_flagged_partial(method, work
     assert "covers 40 of the 12500 ids" in " ".join(record["not_uploadable_because"])
     assert record["models"] == ["a", "b", "c"] and set(record["weights"]) == {"a", "b", "c"}
     assert record["eps"] is None and record["producer"]["stage"] == "submit"
+    assert record["sample_file"].endswith("sampleSubmission.csv")
     assert record["oof_scores"]["ensemble"]["accuracy"] > 0.5
     assert "NOT uploadable" in out and f"ensemble ({method})" in out
     for model_id in "abc":
