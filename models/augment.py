@@ -86,12 +86,13 @@ class ImageStream:
         return np.eye(self.n_classes, dtype=np.float32)[self.labels[batch]]
 
     def evaluation_batches(self, indices: np.ndarray):
-        """Batches of ``(views, one-hot labels)`` in order, every view of an image in one batch."""
+        """Batches of ``(views, one-hot labels)`` in order, every view of an image (and its label) in one batch."""
         with h5py.File(self.path, "r") as handle:
             for start in range(0, len(indices), self.batch_size):
                 batch = indices[start:start + self.batch_size]
-                images = np.concatenate([self.views(image) for image in self._read(handle, batch)])
-                yield self.preprocess(images.astype(np.float32)), self._one_hot(batch)
+                views = [self.views(image) for image in self._read(handle, batch)]
+                labels = np.repeat(self._one_hot(batch), len(views[0]), axis=0)
+                yield self.preprocess(np.concatenate(views).astype(np.float32)), labels
 
     def dataset(self, indices: np.ndarray, training: bool):
         """A prefetching ``tf.data.Dataset`` over ``indices`` (infinite when ``training``: use steps_per_epoch)."""
