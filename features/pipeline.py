@@ -1,0 +1,79 @@
+"""Streaming from an image file to features: contiguous HDF5 blocks -> tf.data (parallel
+resize and preprocessing, prefetch) -> a tf.function-compiled forward pass.
+
+Memory stays flat whatever the dataset size: only a few batches are in flight.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator
+
+import h5py
+import numpy as np
+
+
+def image_blocks(path: Path, batch_size: int, start: int = 0) -> Iterator[np.ndarray]:
+    """Contiguous blocks of ``batch_size`` uint8 images of ``path``, from row ``start`` on."""
+    with h5py.File(path, "r") as handle:
+        images = handle["images"]
+        for begin in range(start, len(images), batch_size):
+            yield images[begin:begin + batch_size]
+
+
+def image_dataset(path: Path, input_size: int, preprocess_input: Callable, batch_size: int, start: int = 0):
+    """A ``tf.data.Dataset`` of preprocessed float32 batches (resized to ``input_size``) of ``path``."""
+    import tensorflow as tf
+
+    with h5py.File(path, "r") as handle:
+        image_shape = handle["images"].shape[1:]
+
+    def prepare(batch):
+        resized = tf.image.resize(tf.cast(batch, tf.float32), (input_size, input_size))
+        return preprocess_input(resized)
+
+    blocks = tf.data.Dataset.from_generator(
+        lambda: image_blocks(path, batch_size, start),
+        output_signature=tf.TensorSpec((None, *image_shape), tf.uint8),
+    )
+    return blocks.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def compile_forward(model, input_size: int, flip: bool = False) -> Callable:
+    """A compiled function mapping a preprocessed batch to float32 features.
+
+    With ``flip`` each row is the mean of the features of the image and its mirror.
+    """
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec((None, input_size, input_size, 3), tf.float32)])
+    def forward(batch):
+        if not flip:
+            return tf.cast(model(batch, training=False), tf.float32)
+        both = tf.cast(model(tf.concat([batch, tf.reverse(batch, axis=[2])], axis=0), training=False), tf.float32)
+        original, mirrored = tf.split(both, 2, axis=0)
+        return (original + mirrored) / 2
+
+    return forward
+
+
+def distribution_strategy():
+    """``MirroredStrategy`` over all GPUs when there are several, the default strategy otherwise."""
+    import tensorflow as tf
+
+    if len(tf.config.list_physical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def distribute(dataset, forward: Callable, strategy):
+    """``dataset`` and ``forward`` spread over the replicas of ``strategy``, rows gathered back in order."""
+    if strategy.num_replicas_in_sync == 1:
+        return dataset, forward
+    import tensorflow as tf
+
+    @tf.function
+    def replicated(batch):
+        return strategy.gather(strategy.run(forward, args=(batch,)), axis=0)
+
+    return strategy.experimental_distribute_dataset(dataset), replicated
