@@ -204,11 +204,11 @@ def test_interrupted_build_leaves_no_final_file_and_rerun_completes(tmp_path, sh
     deadline = time.time() + 60
     while not partial.exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
-    time.sleep(0.3)
+    assert partial.exists(), process.communicate()[1]
     process.send_signal(stop)
     _, err = process.communicate(timeout=60)
     train = data / "flowers" / "train.h5"
-    assert not train.exists()
+    assert not train.exists(), err
     if stop == signal.SIGINT:
         assert process.returncode == 130 and "rerun" in err and not partial.exists()
     else:
