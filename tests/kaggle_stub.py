@@ -42,6 +42,18 @@ TEST_KEY = "0123456789abcdef0123456789abcdef"
 LOCK_FILE = Path(tempfile.gettempdir()) / "kaggle_stub_port80.lock"
 
 
+@contextlib.contextmanager
+def exclusive_port():
+    """Hold the machine-wide lock on the stub's port (other test processes wait), e.g. to
+    test "no server" without another process's stub answering."""
+    with open(LOCK_FILE, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class StubUnavailable(RuntimeError):
     """The stub could not bind its port (not root, or another server holds it)."""
 
@@ -102,7 +114,7 @@ class KaggleStub:
         self.routes: dict[tuple[str, str], Handler] = {}
         self.requests: list[StubRequest] = []
         self._server: ThreadingHTTPServer | None = None
-        self._lock_handle = None
+        self._port_lock = None
 
     def add_route(self, method: str, path: str, handler: Handler) -> None:
         """Answer ``method path`` with ``handler(request)``; unknown routes get a 404."""
@@ -142,8 +154,8 @@ class KaggleStub:
         return handler(request)
 
     def start(self) -> "KaggleStub":
-        self._lock_handle = open(LOCK_FILE, "w")
-        fcntl.flock(self._lock_handle, fcntl.LOCK_EX)  # one stub on port 80 at a time
+        self._port_lock = exclusive_port()
+        self._port_lock.__enter__()  # one stub on port 80 at a time
         stub = self
 
         class RequestHandler(BaseHTTPRequestHandler):
@@ -183,11 +195,9 @@ class KaggleStub:
         self._release_lock()
 
     def _release_lock(self) -> None:
-        if self._lock_handle is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
-            self._lock_handle.close()
-            self._lock_handle = None
+        if self._port_lock is not None:
+            self._port_lock.__exit__(None, None, None)
+            self._port_lock = None
 
     def __enter__(self) -> "KaggleStub":
         return self.start()
