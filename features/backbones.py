@@ -9,23 +9,24 @@ One entry point, timm-style::
 initialisation) or the path of a local Keras weights file; :func:`find_weights_file`
 picks a backbone's file out of a folder (``--weights-dir``) so that the pipeline runs
 without internet. ``pooling`` is ``"avg"``, ``"max"``, ``"flatten"`` (the last conv
-map flattened, e.g. 7x7x512 = 25,088 columns for VGG16) or ``None`` (the conv map
-itself, for a trainable head). Adding a backbone is one :class:`Backbone` entry in
+map flattened, e.g. 7x7x512 = 25,088 columns for VGG16), ``"fc"`` (``alexnet`` only: its
+4096-wide ``fc7`` layer) or ``None`` (the conv map itself, for a trainable head). Adding a backbone is one :class:`Backbone` entry in
 :data:`REGISTRY`. TensorFlow and Keras are imported inside the functions only.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from competition import paths
 from competition.errors import UserError
 
-POOLINGS = ("avg", "max", "flatten", None)
+POOLINGS = ("avg", "max", "flatten", "fc", None)
 IMAGENET = "imagenet"
 
 
@@ -39,7 +40,8 @@ class Backbone:
     itself); ``last_block`` the name of the first layer of the last conv block
     (unfreeze from there to fine-tune); ``weight_stems`` extra file-name stems of its
     weights (``<stem>_notop.weights.h5``) and ``keras_files`` the Keras cache names
-    (notop, top), both searched by :func:`find_weights_file`.
+    (notop, top), both searched by :func:`find_weights_file`; ``default_pooling`` the
+    feature layer used unless ``--pool`` says otherwise.
     """
 
     name: str
@@ -49,7 +51,8 @@ class Backbone:
     last_block: str
     keras_files: tuple[str, str] = ("", "")
     weight_stems: tuple[str, ...] = ()
-    has_imagenet_weights: bool = True
+    default_pooling: str = "avg"
+    poolings: tuple[str | None, ...] = ("avg", "max", "flatten", None)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -142,9 +145,10 @@ REGISTRY: dict[str, Backbone] = {
             ("efficientnetv2-b0_notop.h5", "efficientnetv2-b0.h5"),
         ),
         Backbone(
-            # no ImageNet weights: read from the checkpoint `make train MODEL=alexnet` writes
+            # no ImageNet weights: read from the checkpoint `make train MODEL=alexnet` writes;
+            # input size from its alexnet.json; features from fc7 (4096) by default
             "alexnet", "models.alexnet:make_alexnet", 227, None, "conv5",
-            has_imagenet_weights=False,
+            default_pooling="fc", poolings=POOLINGS,
         ),
     )
 }
@@ -194,9 +198,11 @@ def create_backbone(
     """
     backbone = get_backbone(name)
     if pooling not in POOLINGS:
-        raise UserError(f"unknown pooling '{pooling}': choose one of avg, max, flatten (set POOL=...)")
+        raise UserError(f"unknown pooling '{pooling}': choose one of avg, max, flatten, fc (set POOL=...)")
     if backbone.application.startswith("models."):
-        return _create_project_backbone(backbone, weights, pooling, dataset)
+        return _create_project_backbone(backbone, weights, pooling, include_top, dataset)
+    if pooling not in backbone.poolings:
+        raise UserError(f"pooling '{pooling}' is not available for {name}: choose one of avg, max, flatten")
     import keras
 
     application = getattr(keras.applications, backbone.application)
@@ -250,26 +256,65 @@ def _load_weights(model, path: Path, name: str, include_top: bool) -> None:
         ) from None
 
 
-def _create_project_backbone(backbone: Backbone, weights, pooling, dataset):
-    """A backbone trained by this project (``alexnet``): its checkpoint cut at the feature layer."""
-    if weights in (None, IMAGENET):
-        if dataset is None:
-            raise UserError(f"backbone {backbone.name} has no ImageNet weights: pass the dataset it was trained on")
-        checkpoint = alexnet_checkpoint(dataset)
-        if weights == IMAGENET and not checkpoint.is_file():
+def _create_project_backbone(backbone: Backbone, weights, pooling, include_top, dataset):
+    """A backbone trained by this project (``alexnet``): its checkpoint, with the dataset's mean
+    subtraction built in, cut at the feature layer that ``pooling`` names."""
+    import keras
+
+    if dataset is None:
+        raise UserError(f"backbone {backbone.name} has no ImageNet weights: pass the dataset it was trained on")
+    if weights == IMAGENET:
+        weights = alexnet_checkpoint(dataset)
+        if not weights.is_file():
             raise UserError(
-                f"{checkpoint} does not exist: {backbone.name} has no ImageNet weights; "
+                f"{weights} does not exist: {backbone.name} has no ImageNet weights; "
                 f"run `make train DATASET={dataset} MODEL={backbone.name}` first, or pass WEIGHTS=<file>"
             )
-        weights = checkpoint if weights == IMAGENET else None
     module_name, function_name = backbone.application.split(":")
     make_model = getattr(importlib.import_module(module_name), function_name)
-    return make_model_features(make_model, backbone, weights, pooling, dataset)
+    architecture = _project_architecture(Path(weights), dataset) if weights is not None else {}
+    trained = make_model(**architecture) if architecture else make_model(num_classes=_class_count(dataset))
+    if weights is not None:
+        _load_weights(trained, Path(weights), backbone.name, include_top=True)
+    conv_map = trained.get_layer(f"{backbone.last_block}_bn").output
+    outputs = {
+        "fc": trained.get_layer("fc7").output,
+        "flatten": trained.get_layer("flatten").output,
+        "avg": keras.layers.GlobalAveragePooling2D(name="avg_pool")(conv_map),
+        "max": keras.layers.GlobalMaxPooling2D(name="max_pool")(conv_map),
+        None: conv_map,
+    }
+    cut = trained if include_top else keras.Model(trained.input, outputs[pooling], name=f"{backbone.name}_features")
+    size = int(trained.input.shape[1])
+    image = keras.Input((size, size, 3), name="rgb")
+    subtract_mean = keras.layers.Normalization(mean=_rgb_mean(dataset), variance=[1.0, 1.0, 1.0], name="rgb_mean")
+    model = keras.Model(image, cut(subtract_mean(image)), name=backbone.name)
+    described = "random" if weights is None else str(weights)
+    entry = replace(backbone, input_size=size)
+    return model, BackboneConfig(entry, described, None if include_top else pooling, include_top, _width(model))
 
 
-def make_model_features(make_model, backbone: Backbone, weights, pooling, dataset):
-    """Placeholder replaced once models/alexnet.py lands."""
-    raise UserError(f"backbone {backbone.name} is not available yet: models/alexnet.py has not landed")
+def _project_architecture(weights: Path, dataset: str) -> dict:
+    """The model-building arguments saved as ``alexnet.json`` beside a project checkpoint."""
+    description = weights.with_name("alexnet.json")
+    if not description.is_file():
+        raise UserError(f"{description} is missing beside {weights}: rerun `make train DATASET={dataset} MODEL=alexnet`")
+    return json.loads(description.read_text())
+
+
+def _rgb_mean(dataset: str) -> list[float]:
+    """The mean RGB colour of the dataset's train images, which the project's own models subtract."""
+    import h5py
+
+    with h5py.File(paths.images_file(dataset, "train"), "r") as handle:
+        return [float(value) for value in handle.attrs["rgb_mean"]]
+
+
+def _class_count(dataset: str) -> int:
+    import h5py
+
+    with h5py.File(paths.images_file(dataset, "train"), "r") as handle:
+        return len(handle["label_names"])
 
 
 def last_block_index(model, name: str) -> int:

@@ -7,8 +7,8 @@ writes ``data/<dataset>/features/<feature-set>/train.h5`` and ``test.h5`` with
 precision and producer.
 
 Feature-set names: the backbone name for the default options (``resnet50``), with a
-suffix for each non-default one: ``-max`` / ``-flatten`` for the pooling and ``-flip``
-for flip TTA, e.g. ``vgg16-flatten``, ``resnet50-flip``, ``xception-max-flip``. The
+suffix for each non-default one: ``-<pool>`` for a pooling other than the backbone's
+default (``avg``; ``fc`` for alexnet) and ``-flip`` for flip TTA, e.g. ``vgg16-flatten``, ``resnet50-flip``, ``xception-max-flip``. The
 train stage names feature sets this way (``logreg:resnet50``, ``xgboost:resnet50+xception``).
 
 A run interrupted part-way continues from the last completed batch when rerun (the
@@ -34,7 +34,6 @@ from features.backbones import IMAGENET, POOLINGS, REGISTRY, create_backbone, fi
 from features.precision import PRECISIONS
 
 DEFAULT_BACKBONE = "resnet50"
-DEFAULT_POOL = "avg"
 TTA_MODES = ("none", "flip")
 SPLITS = ("train", "test")
 IMAGE_KEYS = ("images", "labels", "label_names", "ids")
@@ -49,7 +48,7 @@ def configure(parser) -> None:
     parser.add_argument("--weights-dir", default=None,
                         help="folder of weights files, found by backbone name (e.g. mobilenet_v2_1.0_224_notop.weights.h5)")
     parser.add_argument("--pool", default=None, choices=[p for p in POOLINGS if p],
-                        help=f"how the last conv map becomes a vector (default: {DEFAULT_POOL})")
+                        help="how the last conv map becomes a vector (default: avg; alexnet: fc, its fc7 layer)")
     parser.add_argument("--tta", default="none", choices=TTA_MODES,
                         help="flip: average the features of each image and its mirror (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: %(default)s)")
@@ -70,7 +69,7 @@ def main(args) -> int:
 def feature_set_name(backbone: str, pool: str | None = None, tta: str = "none") -> str:
     """The feature-set folder name: ``backbone``, plus ``-<pool>`` and ``-flip`` for non-default options."""
     name = backbone
-    if pool not in (None, DEFAULT_POOL):
+    if pool not in (None, get_backbone(backbone).default_pooling):
         name += f"-{pool}"
     if tta != "none":
         name += f"-{tta}"
@@ -112,7 +111,7 @@ def extract(
             print(f"{targets['train'].parent} exists: keeping it (pass --force to re-extract)")
             return targets["train"], targets["test"]
         extractor = FeatureExtractor(
-            backbone, weights=_weights_source(backbone, weights, weights_dir), pool=pool or DEFAULT_POOL,
+            backbone, weights=_weights_source(backbone, weights, weights_dir), pool=pool,
             tta=tta, batch_size=batch_size, precision=precision, dataset=dataset,
         )
         for split in SPLITS:
@@ -134,7 +133,7 @@ def _weights_source(backbone: str, weights, weights_dir):
 class FeatureExtractor:
     """A backbone compiled for streaming extraction: ``write(source, target)`` per image file."""
 
-    def __init__(self, backbone, weights=IMAGENET, pool=DEFAULT_POOL, tta="none", batch_size=32,
+    def __init__(self, backbone, weights=IMAGENET, pool=None, tta="none", batch_size=32,
                  precision="auto", dataset=None):
         from features.pipeline import compile_forward, distribution_strategy
         from features.precision import precision_policy, resolve_precision
@@ -143,7 +142,8 @@ class FeatureExtractor:
         self.precision = resolve_precision(precision)
         self.strategy = distribution_strategy()
         with precision_policy(self.precision), self.strategy.scope():
-            self.model, self.config = create_backbone(backbone, weights=weights, pooling=pool, dataset=dataset)
+            self.model, self.config = create_backbone(
+                backbone, weights=weights, pooling=pool or get_backbone(backbone).default_pooling, dataset=dataset)
         self.tta = tta
         self.batch_size = batch_size
         self.forward = compile_forward(self.model, self.config.input_size, flip=tta == "flip")

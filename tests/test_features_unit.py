@@ -210,3 +210,33 @@ def test_missing_dataset_and_bad_options_are_user_errors(workspace, capsys):
     assert "flowers17/train.h5 does not exist: build it with `make data DATASET=flowers17`" in err
     with pytest.raises(UserError, match="unknown TTA 'mirror'"):
         extract("flowers17", "mobilenet_v2", tta="mirror")
+
+
+def test_alexnet_features_come_from_the_trained_checkpoint(toy_images):
+    import json
+
+    import keras
+
+    from features.backbones import alexnet_checkpoint
+    from models.alexnet import make_alexnet
+
+    architecture = {"num_classes": 2, "input_size": 67, "dense_units": 48}
+    trained = make_alexnet(**architecture)
+    checkpoint = alexnet_checkpoint(toy_images)
+    checkpoint.parent.mkdir(parents=True)
+    trained.save_weights(checkpoint)
+    checkpoint.with_name("alexnet.json").write_text(json.dumps(architecture))
+
+    train, _ = extract(toy_images, "alexnet", precision="float32", progress=False)
+    features, _, _, attrs = read(train)
+    assert train.parent.name == "alexnet" and attrs["pooling"] == "fc" and attrs["input_size"] == "67"
+    with h5py.File(paths.images_file(toy_images, "train"), "r") as handle:
+        images, rgb_mean = handle["images"][:], handle.attrs["rgb_mean"]
+    import tensorflow as tf
+
+    resized = tf.image.resize(tf.cast(images, tf.float32), (67, 67)).numpy() - rgb_mean.astype(np.float32)
+    fc7 = keras.Model(trained.input, trained.get_layer("fc7").output)
+    np.testing.assert_allclose(features, fc7(resized, training=False).numpy(), rtol=1e-4, atol=1e-4)
+
+    pooled, _ = extract(toy_images, "alexnet", pool="avg", precision="float32", progress=False)
+    assert pooled.parent.name == "alexnet-avg" and read(pooled)[0].shape == (20, 256)
