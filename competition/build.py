@@ -34,7 +34,7 @@ from competition.errors import UserError
 from competition.h5store import (
     BlockWriter, atomic_output, get_json_attr, partial_path, set_json_attr, shrink_rows, write_strings,
 )
-from competition.images import ImageRejected, is_image_name, load_square_rgb
+from competition.images import ImageRejected, channel_means, is_image_name, load_square_rgb
 from competition.reproducibility import provenance, seed_everything
 from competition.splits import stratified_folds, stratified_holdout
 
@@ -242,7 +242,7 @@ def _write_split(
                     continue
                 writer.append(pixels)
                 kept.append(example)
-                channel_sums += pixels.reshape(-1, 3).mean(axis=0)
+                channel_sums += channel_means(pixels)
             writer.flush()
             if not kept:
                 raise UserError(f"no usable images in the {split} split of {dataset.name}: see the rejected files above")
