@@ -74,6 +74,6 @@ def distribute(dataset, forward: Callable, strategy):
 
     @tf.function
     def replicated(batch):
-        return strategy.gather(strategy.run(forward, args=(batch,)), axis=0)
+        return strategy.gather(strategy.run(forward.python_function, args=(batch,)), axis=0)
 
     return strategy.experimental_distribute_dataset(dataset), replicated

@@ -240,3 +240,32 @@ def test_alexnet_features_come_from_the_trained_checkpoint(toy_images):
 
     pooled, _ = extract(toy_images, "alexnet", pool="avg", precision="float32", progress=False)
     assert pooled.parent.name == "alexnet-avg" and read(pooled)[0].shape == (20, 256)
+
+
+MIRRORED_SCRIPT = """
+import numpy as np, tensorflow as tf, keras
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from features.pipeline import compile_forward, distribute
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D()])
+images = np.arange(11, dtype=np.float32)[:, None, None, None] * np.ones((11, 8, 8, 3), np.float32)
+batches, forward = distribute(tf.data.Dataset.from_tensor_slices(images).batch(4),
+                              compile_forward(model, 8, flip=True), strategy)
+rows = np.concatenate([forward(batch).numpy() for batch in batches])
+print(strategy.num_replicas_in_sync, rows[:, 0].tolist())
+"""
+
+
+def test_mirrored_replicas_gather_rows_in_order():
+    """Two replicas (logical CPUs standing in for GPUs) split each batch, the last one uneven."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[-2] == "2 " + str([float(i) for i in range(11)])
