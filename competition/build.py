@@ -32,7 +32,7 @@ from competition.datasets import Dataset, get_dataset
 from competition.download import archive_stem, extract_all, extract_archive, fetch, is_archive
 from competition.errors import UserError
 from competition.h5store import (
-    BlockWriter, atomic_output, get_json_attr, partial_path, set_json_attr, shrink_rows, write_strings,
+    BlockWriter, atomic_output, partial_path, set_json_attr, shrink_rows, write_strings,
 )
 from competition.images import ImageRejected, channel_means, is_image_name, load_square_rgb
 from competition.reproducibility import provenance, seed_everything

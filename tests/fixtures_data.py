@@ -95,3 +95,20 @@ def write_bad_kinds(folder: Path) -> dict[str, Path]:
     files["empty"].write_bytes(b"")
     files["non_image"].write_text("these are notes, not pixels\n")
     return files
+
+
+def write_competition_archives(folder: Path, shared_dir: Path, per_class: int, n_test: int) -> Path:
+    """``folder/train.zip`` (``train/cat.N.jpg``, ``train/dog.N.jpg``) and ``folder/test1.zip``
+    (``test1/1.jpg``..) laid out like Kaggle's Dogs vs. Cats files, from the real sample in ../shared."""
+    import zipfile
+
+    real = shared_dir / "data" / "dogs-vs-cats"
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder / "train.zip", "w") as archive:
+        for label in ("cat", "dog"):
+            for i in range(per_class):
+                archive.write(real / "train" / f"{label}.{i}.jpg", f"train/{label}.{i}.jpg")
+    with zipfile.ZipFile(folder / "test1.zip", "w") as archive:
+        for i in range(1, n_test + 1):
+            archive.write(real / "test1" / f"{i}.jpg", f"test1/{i}.jpg")
+    return folder

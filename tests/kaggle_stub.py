@@ -28,7 +28,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 STUB_PORT = 80
 API_PREFIX = "/api/v1/"
@@ -204,3 +204,15 @@ class KaggleStub:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def running_stub_or_skip() -> Iterator["KaggleStub"]:
+    """A started stub for a pytest fixture; skips the test when port 80 cannot be bound."""
+    import pytest
+
+    try:
+        with KaggleStub() as stub:
+            yield stub
+    except StubUnavailable as reason:
+        pytest.skip(str(reason))

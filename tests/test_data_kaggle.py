@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import zipfile
@@ -14,33 +13,26 @@ import pytest
 from competition.datasets import REGISTRY
 from competition.h5store import as_strings
 from tests.conftest import REPO_ROOT
-from tests.kaggle_stub import DOWNLOAD_DATA_FILES, TEST_USERNAME, KaggleStub, StubUnavailable, exclusive_port, kaggle_error
+from tests.fixtures_data import write_competition_archives
+from tests.kaggle_stub import (
+    DOWNLOAD_DATA_FILES, TEST_USERNAME, KaggleStub, exclusive_port, kaggle_error, running_stub_or_skip,
+)
 
 N_PER_CLASS, N_TEST = 10, 8
 
 
 @pytest.fixture
 def stub():
-    try:
-        with KaggleStub() as running:
-            yield running
-    except StubUnavailable as reason:
-        pytest.skip(str(reason))
+    with running_stub_or_skip() as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def competition_bundle(tmp_path_factory, shared_dir) -> bytes:
     """Bytes of a zip laid out like Kaggle's dogs-vs-cats download: train.zip, test1.zip, sampleSubmission.csv,
     made from a subset of the real sample in ../shared."""
-    folder = tmp_path_factory.mktemp("bundle")
+    folder = write_competition_archives(tmp_path_factory.mktemp("bundle"), shared_dir, N_PER_CLASS, N_TEST)
     real = shared_dir / "data" / "dogs-vs-cats"
-    with zipfile.ZipFile(folder / "train.zip", "w") as train:
-        for prefix in ("cat", "dog"):
-            for i in range(N_PER_CLASS):
-                train.write(real / "train" / f"{prefix}.{i}.jpg", f"train/{prefix}.{i}.jpg")
-    with zipfile.ZipFile(folder / "test1.zip", "w") as test:
-        for i in range(1, N_TEST + 1):
-            test.write(real / "test1" / f"{i}.jpg", f"test1/{i}.jpg")
     with zipfile.ZipFile(folder / "dogs-vs-cats.zip", "w") as bundle:
         bundle.write(folder / "train.zip", "train.zip")
         bundle.write(folder / "test1.zip", "test1.zip")
