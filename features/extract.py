@@ -13,7 +13,8 @@ train stage names feature sets this way (``logreg:resnet50``, ``xgboost:resnet50
 
 A run interrupted part-way continues from the last completed batch when rerun (the
 ``.partial`` file records how many rows are done); the final file appears only when
-complete. Existing feature files are kept unless ``--force``.
+complete. Existing feature files are kept unless ``--force`` (a changed ``--weights`` or
+``--precision`` keeps the feature-set name, so pass ``--force`` to replace them).
 """
 
 from __future__ import annotations
@@ -91,8 +92,8 @@ def extract(
 ) -> tuple[Path, Path]:
     """Extract ``backbone`` features of ``dataset``'s train.h5 and test.h5; returns their paths.
 
-    ``weights``: None for ImageNet (or the file found in ``weights_dir``), a file, or
-    ``"random"``. ``data_root`` overrides DATA_DIR.
+    ``weights``: None for ImageNet (or the file found in ``weights_dir``), ``"imagenet"``,
+    a file, or ``"random"``. ``data_root`` overrides DATA_DIR.
     """
     get_backbone(backbone)
     if tta not in TTA_MODES:
@@ -107,15 +108,16 @@ def extract(
         }
         feature_set = feature_set_name(backbone, pool, tta)
         targets = {split: paths.features_file(dataset, feature_set, split) for split in SPLITS}
-        if not force and all(target.is_file() for target in targets.values()):
-            print(f"{targets['train'].parent} exists: keeping it (pass --force to re-extract)")
-            return targets["train"], targets["test"]
-        extractor = FeatureExtractor(
-            backbone, weights=_weights_source(backbone, weights, weights_dir), pool=pool,
-            tta=tta, batch_size=batch_size, precision=precision, dataset=dataset,
-        )
-        for split in SPLITS:
-            extractor.write(sources[split], targets[split], feature_set, progress=progress)
+        pending = [split for split in SPLITS if force or not targets[split].is_file()]
+        for split in sorted(set(SPLITS) - set(pending)):
+            print(f"{targets[split]} exists: keeping it (pass --force to re-extract)")
+        if pending:
+            extractor = FeatureExtractor(
+                backbone, weights=_weights_source(backbone, weights, weights_dir), pool=pool,
+                tta=tta, batch_size=batch_size, precision=precision, dataset=dataset,
+            )
+            for split in pending:
+                extractor.write(sources[split], targets[split], feature_set, progress=progress)
     return targets["train"], targets["test"]
 
 
@@ -123,6 +125,8 @@ def _weights_source(backbone: str, weights, weights_dir):
     """What ``create_backbone`` should load: ImageNet, a file (given or found in ``weights_dir``) or None."""
     if weights == "random":
         return None
+    if weights == IMAGENET:
+        return IMAGENET
     if weights is not None:
         return Path(weights)
     if weights_dir is not None:

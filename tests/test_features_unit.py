@@ -146,35 +146,35 @@ def test_flip_tta_averages_each_image_and_its_mirror(toy_images, shared_dir):
     assert not np.allclose(expected, reference_features(flip, images), atol=1e-3)
 
 
-def test_interrupted_run_resumes_from_the_completed_rows(toy_images, mobilenet_v2):
+def interrupt_after_8_rows(extractor, toy_images, other_settings=False):
+    """Extract the train features, then turn the file into what an interruption after 8 rows leaves:
+    a .partial file with completed_rows = 8, whose first rows hold a marker (7.0) a resumed run
+    must not recompute; returns the complete features and the target path."""
     source = paths.images_file(toy_images, "train")
     target = paths.features_file(toy_images, "mobilenet_v2", "train")
-    mobilenet_v2.write(source, target, "mobilenet_v2", progress=False)
+    extractor.write(source, target, "mobilenet_v2", progress=False)
     complete = read(target)[0]
-    # the state an interruption after 8 rows leaves: a .partial file with completed_rows = 8
     target.rename(partial_path(target))
     with h5py.File(partial_path(target), "a") as handle:
-        handle["features"][:8] = 7.0  # marks rows that a resumed run must not recompute
+        handle["features"][:8] = 7.0
         handle["features"][8:] = np.nan
         handle.attrs["completed_rows"] = 8
-    mobilenet_v2.write(source, target, "mobilenet_v2", progress=False)
+        if other_settings:
+            handle.attrs["fingerprint"] = handle.attrs["fingerprint"].replace('"tta": "none"', '"tta": "flip"')
+    extractor.write(source, target, "mobilenet_v2", progress=False)
+    return complete, target
+
+
+def test_interrupted_run_resumes_from_the_completed_rows(toy_images, mobilenet_v2):
+    complete, target = interrupt_after_8_rows(mobilenet_v2, toy_images)
     resumed = read(target)[0]
     assert np.all(resumed[:8] == 7.0)
     np.testing.assert_allclose(resumed[8:], complete[8:], rtol=1e-5, atol=1e-5)
     assert not partial_path(target).exists()
 
 
-def test_partial_file_from_other_settings_is_discarded(toy_images, mobilenet_v2, shared_dir):
-    source = paths.images_file(toy_images, "train")
-    target = paths.features_file(toy_images, "mobilenet_v2", "train")
-    mobilenet_v2.write(source, target, "mobilenet_v2", progress=False)
-    complete = read(target)[0]
-    target.rename(partial_path(target))
-    with h5py.File(partial_path(target), "a") as handle:
-        handle["features"][:8] = 7.0
-        handle.attrs["completed_rows"] = 8
-        handle.attrs["fingerprint"] = handle.attrs["fingerprint"].replace('"tta": "none"', '"tta": "flip"')
-    mobilenet_v2.write(source, target, "mobilenet_v2", progress=False)
+def test_partial_file_from_other_settings_is_discarded(toy_images, mobilenet_v2):
+    complete, target = interrupt_after_8_rows(mobilenet_v2, toy_images, other_settings=True)
     np.testing.assert_allclose(read(target)[0], complete, rtol=1e-5, atol=1e-5)
 
 
@@ -198,9 +198,10 @@ def test_command_line_writes_both_splits_and_keeps_them(toy_images, shared_dir, 
     assert read(train)[0].shape == (20, 1280) and read(test)[0].shape == (9, 1280)
     assert list(read(test)[2]) == [-1] * 9
     modified = train.stat().st_mtime_ns
+    test.unlink()  # as if the run had stopped between the splits
     assert cli.main(argv) == 0
-    assert "exists: keeping it (pass --force" in capsys.readouterr().out
-    assert train.stat().st_mtime_ns == modified
+    assert f"{train} exists: keeping it (pass --force" in capsys.readouterr().out
+    assert train.stat().st_mtime_ns == modified and read(test)[0].shape == (9, 1280)
 
 
 def test_missing_dataset_and_bad_options_are_user_errors(workspace, capsys):
