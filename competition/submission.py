@@ -70,11 +70,15 @@ def _class_names(fmt, probabilities, label_names) -> list[str]:
     return [str(label_names[i]) for i in probabilities.argmax(axis=1)]
 
 
-def _check_binary(value: str) -> bool:
+def _check_binary(value: str, label_names) -> bool:
     return value in ("0", "1")
 
 
-def _check_probability(value: str) -> bool:
+def _check_class_name(value: str, label_names) -> bool:
+    return value in label_names
+
+
+def _check_probability(value: str, label_names) -> bool:
     try:
         number = float(value)
     except ValueError:
@@ -86,7 +90,7 @@ def _check_probability(value: str) -> bool:
 TARGETS = {
     "label": (_hard_labels, _check_binary),
     "probability": (_positive_probabilities, _check_probability),
-    "class_name": (_class_names, None),
+    "class_name": (_class_names, _check_class_name),
 }
 
 
@@ -152,8 +156,8 @@ def validate_submission(
     if [_sort_key(i) for i in ids] != sorted(_sort_key(i) for i in ids):
         raise SubmissionError(f"{name}: rows are not sorted by id")
     _, check_label = TARGETS[fmt.target]
-    allowed = check_label or set(map(str, label_names)).__contains__
-    bad = [row for row in rows if not allowed(row[1])]
+    names = {str(name) for name in label_names}
+    bad = [row for row in rows if not check_label(row[1], names)]
     if bad:
         raise SubmissionError(f"{name}: label '{bad[0][1]}' of id {bad[0][0]} is not a valid {fmt.target}")
 
