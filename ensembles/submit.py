@@ -66,6 +66,10 @@ def load_predictions(dataset: str, model_ids: list[str]) -> list[Predictions]:
     """Read the models' predictions and check they describe the same rows and classes."""
     if not model_ids:
         raise UserError(f"no trained models in {paths.predictions_dir(dataset)}: run `make train DATASET={dataset}` first")
+    unknown = [m for m in model_ids if not paths.predictions_file(dataset, m).is_file()]
+    if unknown:
+        raise UserError(f"--models {', '.join(unknown)}: no such trained model; trained models are "
+                        f"{', '.join(available_models(dataset)) or 'none'} (train more with `make train`)")
     loaded = [read_predictions(paths.predictions_file(dataset, model_id)) for model_id in model_ids]
     reference = loaded[0]
     for other in loaded[1:]:
@@ -119,11 +123,12 @@ def _scores(probabilities: np.ndarray, y: np.ndarray) -> dict:
 
 def score_table(ensemble: Ensemble) -> str:
     """Every model's and the ensemble's out-of-fold accuracy and log loss, with the blend weights."""
-    width = max(len(name) for name in ensemble.scores) + 2
+    ensemble_label = f"ensemble ({ensemble.method})"
+    width = max(len(ensemble_label), *(len(name) for name in ensemble.scores)) + 2
     lines = [f"{'model':<{width}}{'oof accuracy':>14}{'oof log loss':>14}{'weight':>10}"]
     weights = dict(zip(ensemble.model_ids, ensemble.weights))
     for name, score in ensemble.scores.items():
-        label = f"ensemble ({ensemble.method})" if name == "ensemble" else name
+        label = ensemble_label if name == "ensemble" else name
         weight = f"{weights[name]:>10.4f}" if name in weights else ""
         lines.append(f"{label:<{width}}{score['accuracy']:>14.4f}{score['log_loss']:>14.4f}{weight}")
     lines.append(f"({len(ensemble.oof_labels)} out-of-fold rows; the ensemble's blender is itself cross-validated)")

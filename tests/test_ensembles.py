@@ -156,4 +156,6 @@ def test_submit_explains_missing_models_and_disagreeing_ones(workspace, capsys):
     make_model_predictions("dogs-vs-cats", "short", 1.0)
     assert cli.main(["submit", "--dataset", "dogs-vs-cats", "--models", "a,short"]) == 2
     assert "disagree on test_ids" in capsys.readouterr().err
+    assert cli.main(["submit", "--dataset", "dogs-vs-cats", "--models", "a,nope"]) == 2
+    assert "no such trained model; trained models are a, b, c, short" in capsys.readouterr().err
     assert not paths.submissions_dir("dogs-vs-cats").exists()
