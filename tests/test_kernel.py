@@ -16,6 +16,7 @@ import pytest
 from competition import cli
 from kernels.build import REPO_ROOT
 from kernels.runner import prepare_source
+from tests.fixtures_data import write_competition_archives
 from tests.kaggle_stub import API_PREFIX, KaggleStub, StubUnavailable, json_response
 
 SAVE_KERNEL = API_PREFIX + "kernels.KernelsApiService/SaveKernel"
@@ -148,17 +149,8 @@ def test_prepare_source_extracts_kaggle_zips_or_reads_extracted_folders(tmp_path
 def simulated_kaggle_input(root, shared_dir, per_class=12, n_test=8):
     """``root/dogs-vs-cats/`` zipped like Kaggle's (train.zip, test1.zip, sampleSubmission.csv)
     and ``root/weights/`` holding the shared MobileNetV2 weights, as an attached dataset."""
-    shared = shared_dir / "data" / "dogs-vs-cats"
-    competition = root / "dogs-vs-cats"
-    competition.mkdir(parents=True)
-    with zipfile.ZipFile(competition / "train.zip", "w") as archive:
-        for label in ("cat", "dog"):
-            for i in range(per_class):
-                archive.write(shared / "train" / f"{label}.{i}.jpg", f"train/{label}.{i}.jpg")
-    with zipfile.ZipFile(competition / "test1.zip", "w") as archive:
-        for i in range(1, n_test + 1):
-            archive.write(shared / "test1" / f"{i}.jpg", f"test1/{i}.jpg")
-    (competition / "sampleSubmission.csv").symlink_to(shared / "sampleSubmission.csv")
+    competition = write_competition_archives(root / "dogs-vs-cats", shared_dir, per_class, n_test)
+    (competition / "sampleSubmission.csv").symlink_to(shared_dir / "data" / "dogs-vs-cats" / "sampleSubmission.csv")
     (root / "weights").mkdir()
     weights = "mobilenet_v2_1.0_224_notop.weights.h5"
     (root / "weights" / weights).symlink_to(shared_dir / "weights" / weights)
