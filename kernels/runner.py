@@ -34,17 +34,23 @@ def parse_roots(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def prepare_source(competition_input: Path, work: Path) -> Path:
-    """The folder the data stage reads: ``competition_input`` itself when Kaggle extracted the
+def competition_input(input_root: Path, competition: str) -> Path:
+    """Where Kaggle mounted the competition's files: ``<input>/<slug>`` or ``<input>/competitions/<slug>``."""
+    for candidate in (input_root / competition, input_root / "competitions" / competition):
+        if candidate.is_dir():
+            return candidate
+    raise UserError(f"no {competition} data under {input_root}: add the competition's data to the kernel")
+
+
+def prepare_source(folder: Path, work: Path) -> Path:
+    """The folder the data stage reads: ``folder`` itself when Kaggle extracted the
     files, else ``<work>/source`` with its archives (train.zip, test1.zip) extracted and its
     other files (the sample submission) linked. Kaggle mounts inputs read-only."""
     from competition.download import extract_archive, is_archive
 
-    if not competition_input.is_dir():
-        raise UserError(f"{competition_input} does not exist: attach the competition's data to the kernel")
-    entries = sorted(competition_input.iterdir())
+    entries = sorted(folder.iterdir())
     if not any(entry.is_file() and is_archive(entry) for entry in entries):
-        return competition_input
+        return folder
     source = work / "source"
     source.mkdir(parents=True, exist_ok=True)
     for entry in entries:
@@ -90,7 +96,7 @@ def run(settings: dict, argv: list[str]) -> int:
     from competition import paths
 
     dataset = settings["dataset"]
-    source = prepare_source(roots.input / settings["competition"], roots.work)
+    source = prepare_source(competition_input(roots.input, settings["competition"]), roots.work)
     run_stage("data", "--dataset", dataset, "--source", str(source))
     for backbone in settings["backbones"]:
         run_stage("features", "--dataset", dataset, "--backbone", backbone,

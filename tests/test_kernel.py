@@ -15,7 +15,8 @@ import pytest
 
 from competition import cli
 from kernels.build import REPO_ROOT
-from kernels.runner import prepare_source
+from competition.errors import UserError
+from kernels.runner import competition_input, prepare_source
 from tests.fixtures_data import write_competition_archives
 from tests.kaggle_stub import API_PREFIX, KaggleStub, StubUnavailable, json_response
 
@@ -144,6 +145,11 @@ def test_prepare_source_extracts_kaggle_zips_or_reads_extracted_folders(tmp_path
     extracted = tmp_path / "extracted"
     (extracted / "train").mkdir(parents=True)
     assert prepare_source(extracted, tmp_path / "work2") == extracted
+    newer_layout = tmp_path / "input" / "competitions" / "dogs-vs-cats"
+    newer_layout.mkdir(parents=True)
+    assert competition_input(tmp_path / "input", "dogs-vs-cats") == newer_layout
+    with pytest.raises(UserError, match="no dogs-vs-cats-redux-kernels-edition data"):
+        competition_input(tmp_path / "input", "dogs-vs-cats-redux-kernels-edition")
 
 
 def simulated_kaggle_input(root, shared_dir, per_class=12, n_test=8):
