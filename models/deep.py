@@ -48,6 +48,8 @@ def fit_stage(model, stream: ImageStream, train_index: np.ndarray, held_out_inde
                        keras.callbacks.CSVLogger(str(history_file), append=True), *callbacks],
             verbose=2,
         )
+        # BackupAndRestore leaves the resumed epoch on the model, where the next stage's fit would start
+        model._initial_epoch = None
     partial = fold_dir / f"{stage}-partial.weights.h5"
     model.save_weights(partial)
     os.replace(partial, finished)

@@ -32,9 +32,11 @@ def _logistic_regression():
 
 
 def _svm():
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.svm import SVC
 
-    return SVC(kernel="rbf", C=1.0, probability=True, random_state=42)
+    # probabilities by Platt scaling on internal folds (set e.g. estimator__C=10)
+    return CalibratedClassifierCV(SVC(kernel="rbf", C=1.0), ensemble=False, cv=3)
 
 
 def _random_forest():
