@@ -165,7 +165,7 @@ def simulated_kaggle_input(root, shared_dir, per_class=12, n_test=8):
 @pytest.mark.slow
 def test_built_kernel_runs_the_whole_pipeline_on_a_simulated_kaggle_input(tmp_path, shared_dir, kernels_dir):
     assert cli.main(["kernel", "--dataset", "dogs-vs-cats", "--username", "someone", "--backbones", "mobilenet_v2",
-                     "--models", "logreg:mobilenet_v2,knn:mobilenet_v2", "--method", "stack"]) == 0
+                     "--models", "logreg:mobilenet_v2,knn:mobilenet_v2"]) == 0
     alone = tmp_path / "alone"
     alone.mkdir()
     script = shutil.copy(kernels_dir / SLUG / "kernel.py", alone / "kernel.py")  # nothing else travels with it
@@ -184,5 +184,5 @@ def test_built_kernel_runs_the_whole_pipeline_on_a_simulated_kaggle_input(tmp_pa
     assert [row[0] for row in rows[1:]] == [str(i) for i in range(1, 9)]
     assert {row[1] for row in rows[1:]} <= {"0", "1"}
     record = json.loads((tmp_path / "working" / "submission.json").read_text())
-    assert record["method"] == "stack" and len(record["models"]) == 2 and record["uploadable"] is False
-    assert record["oof_scores"]["ensemble"]["accuracy"] >= 0.75
+    assert record["method"] == "weighted" and len(record["models"]) == 2 and record["uploadable"] is False
+    assert record["oof_scores"]["ensemble"]["accuracy"] >= 0.75  # 24 training images: the blend is noisy
