@@ -12,7 +12,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import logit, softmax
 from sklearn.base import BaseEstimator, clone
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
 from competition.errors import UserError
 
@@ -126,15 +126,18 @@ class RankBlend(BaseEstimator):
 
 
 class StackBlend(BaseEstimator):
-    """Stacking: a logistic regression on the models' log-odds.
+    """Stacking: a logistic regression on the models' log-odds, its C chosen by inner cross-validation.
 
     Two classes: one feature per model, the logit of its positive-class probability.
-    More classes: each model's log probabilities. ``weights_`` is each model's share
-    of the absolute coefficients.
+    More classes: each model's log probabilities. C is picked from ``Cs`` by the log
+    loss of a stratified ``cv``-fold split of the rows it is fitted on (fewer folds
+    when a class is rarer; C=1 when a class has a single row). ``weights_`` is each
+    model's share of the absolute coefficients.
     """
 
-    def __init__(self, C: float = 1.0):
-        self.C = C
+    def __init__(self, Cs=(0.01, 0.1, 1.0, 10.0), cv: int = 3):
+        self.Cs = Cs
+        self.cv = cv
 
     @staticmethod
     def _features(stacked: np.ndarray) -> np.ndarray:
@@ -144,8 +147,17 @@ class StackBlend(BaseEstimator):
 
     def fit(self, probabilities, y):
         stacked = stack_models(probabilities)
+        y = np.asarray(y)
         self.n_classes_ = stacked.shape[2]
-        self.model_ = LogisticRegression(C=self.C, max_iter=1000).fit(self._features(stacked), y)
+        inner_folds = min(self.cv, int(np.bincount(y)[np.unique(y)].min()))
+        model = (
+            LogisticRegressionCV(Cs=list(self.Cs), cv=inner_folds, scoring="neg_log_loss", l1_ratios=(0.0,),
+                                 use_legacy_attributes=False,
+                                 max_iter=1000)
+            if inner_folds >= 2 else LogisticRegression(C=1.0, max_iter=1000)
+        )
+        self.model_ = model.fit(self._features(stacked), y)
+        self.C_ = float(np.ravel(getattr(self.model_, "C_", [1.0]))[0])
         share = np.abs(self.model_.coef_).sum(axis=0).reshape(len(stacked), -1).sum(axis=1)
         self.weights_ = share / share.sum() if share.sum() > 0 else np.full(len(stacked), 1.0 / len(stacked))
         return self
