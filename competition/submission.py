@@ -11,6 +11,7 @@ kept but marked not uploadable, with the reasons.
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import os
 from collections import Counter
@@ -39,6 +40,11 @@ class Validation:
     rows: int
     uploadable: bool
     reasons: list[str] = field(default_factory=list)
+    sha256: str = ""  # of the validated bytes, so a later change to the file can be noticed
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def submission_format(dataset: Dataset) -> SubmissionFormat:
@@ -176,7 +182,7 @@ def validate_submission(
             raise SubmissionError(f"{name}: ids {unknown[:5]} are not in {sample_file}")
         if len(sample_ids) != len(ids):
             reasons.append(f"covers {len(ids)} of the {len(sample_ids)} ids in {Path(sample_file).name}")
-    return Validation(rows=len(rows), uploadable=not reasons, reasons=reasons)
+    return Validation(rows=len(rows), uploadable=not reasons, reasons=reasons, sha256=file_sha256(path))
 
 
 NOT_UPLOADABLE_SUFFIX = "-not-uploadable"

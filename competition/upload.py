@@ -15,6 +15,7 @@ from competition import paths
 from competition.datasets import get_dataset
 from competition.download import kaggle_api
 from competition.errors import UserError
+from competition.submission import file_sha256
 
 
 def configure(parser) -> None:
@@ -129,6 +130,8 @@ def main(args) -> int:
         raise UserError(f"{csv_path} was made for {record.get('dataset')}, not {competition.name}: pass DATASET={record.get('dataset')}")
     if not competition.is_competition or not record.get("competition"):
         raise UserError(f"{args.dataset} is not a Kaggle competition: there is nothing to upload {csv_path.name} to")
+    if record.get("sha256") != file_sha256(csv_path):
+        raise UserError(f"{csv_path} changed after `make submit` validated it: write it again with `make submit`")
     if not record.get("uploadable"):
         reasons = "; ".join(record.get("not_uploadable_because", [])) or "the record marks it not uploadable"
         raise UserError(f"{csv_path} is not uploadable ({reasons}): build it from the full test set with `make submit`")

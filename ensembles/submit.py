@@ -170,7 +170,7 @@ def make_submission(dataset: Dataset, ensemble: Ensemble, sample_file: Path | No
 
     def write_record(csv_path: Path, validation) -> None:
         record.update(csv=csv_path.name, rows=validation.rows, uploadable=validation.uploadable,
-                      not_uploadable_because=validation.reasons)
+                      not_uploadable_because=validation.reasons, sha256=validation.sha256)
         with atomic_output(csv_path.with_suffix(".json")) as temporary:
             temporary.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
 

@@ -121,9 +121,15 @@ def test_upload_without_credentials_says_how_to_add_them(submissions, tmp_path):
     assert "Authentication required" not in result.stdout
 
 
-def test_upload_needs_a_validated_submission(workspace, capsys, tmp_path):
+def test_upload_needs_a_validated_unchanged_submission(submissions, workspace, capsys, tmp_path):
     assert cli.main(["upload", "--dataset", "dogs-vs-cats"]) == 2
     assert "make submit" in capsys.readouterr().err
+    edited = tmp_path / "edited.csv"
+    record = json.loads(submissions["complete"].with_suffix(".json").read_text())
+    edited.write_text(submissions["complete"].read_text().replace("\n1,", "\n1,1", 1))
+    edited.with_suffix(".json").write_text(json.dumps(record))
+    assert cli.main(["upload", "--dataset", "dogs-vs-cats", "--file", str(edited)]) == 2
+    assert "changed after `make submit` validated it" in capsys.readouterr().err
     stray = tmp_path / "mine.csv"
     stray.write_text("id,label\n1,0\n")
     assert cli.main(["upload", "--dataset", "dogs-vs-cats", "--file", str(stray)]) == 2
