@@ -1,6 +1,7 @@
 """Session fixtures with real MobileNet features extracted once by the features stage.
 
-Each returns the DATA_DIR root of the matching data fixture, now also holding
+Features are computed in float32 on every machine, so that the accuracy tests see the same
+numbers everywhere. Each returns the DATA_DIR root of the matching data fixture, now also holding
 ``<dataset>/features/<feature-set>/train.h5`` and ``test.h5``; tests that use it do
 ``monkeypatch.setenv("DATA_DIR", str(root))``.
 """
@@ -16,7 +17,7 @@ from features.extract import extract
 
 def _extract_shared(root: Path, shared_dir: Path, dataset: str, backbones: tuple[str, ...]) -> Path:
     for backbone in backbones:
-        extract(dataset, backbone, weights_dir=shared_dir / "weights", data_root=root, progress=False)
+        extract(dataset, backbone, weights_dir=shared_dir / "weights", data_root=root, precision="float32", progress=False)
     return root
 
 
