@@ -17,12 +17,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from competition import paths
 from competition.errors import UserError
 from competition.reproducibility import DEFAULT_SEED, seed_everything
 from models.augment import ImageStream, ten_crop_views, training_transform
-from models.crossval import REFIT_FOLD, FitFold, FoldResult, TrainContext
-from models.deep import configure_precision, fit_stage, save_curves
+from models.crossval import REFIT_FOLD, FitFold, TrainContext
+from models.deep import configure_precision, finish_fold, fit_stage
 
 FEATURE_LAYER = "fc7"
 STAGES = ("train",)
@@ -36,7 +35,8 @@ def make_alexnet(num_classes: int, input_size: int = 227, dense_units: int = 409
     from keras import layers
 
     if input_size < MINIMUM_INPUT_SIZE:
-        raise UserError(f"alexnet input_size {input_size} is too small: use --set input_size={MINIMUM_INPUT_SIZE} or more")
+        raise UserError(f"alexnet input_size {input_size} is too small: "
+                        f"use --set input_size={MINIMUM_INPUT_SIZE} or more")
     regulariser = keras.regularizers.L2(weight_decay) if weight_decay else None
 
     def conv(x, filters, kernel, name, strides=1, padding="same"):
@@ -107,14 +107,7 @@ def train_alexnet(context: TrainContext) -> FitFold:
         fit_stage(model, stream, train_index, held_out_index, settings["epochs"], fold_dir, "train", context.callbacks)
         if fold_dir.name == f"fold-{REFIT_FOLD}" or not alexnet_checkpoint(context.dataset).is_file():
             _save_checkpoint(fold_dir / "train.weights.h5", context.dataset, architecture)
-        save_curves(fold_dir, STAGES, paths.reports_dir(context.dataset) / f"{context.spec.model_id}-{fold_dir.name}-curves.png",
-                    f"{context.spec.model_id} {fold_dir.name}")
-        test_stream = ImageStream(context.test.path, np.zeros(len(context.test.ids), dtype=np.int64), n_classes,
-                                  stream.transform, stream.views, stream.preprocess, stream.batch_size)
-        return FoldResult(
-            held_out=stream.predict(model, held_out_index),
-            test=test_stream.predict(model, np.arange(len(context.test.ids))),
-            details={"precision": policy, "feature_layer": FEATURE_LAYER},
-        )
+        return finish_fold(model, stream, context, fold_dir, held_out_index, STAGES,
+                           {"precision": policy, "feature_layer": FEATURE_LAYER})
 
     return fit_fold

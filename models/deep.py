@@ -9,13 +9,16 @@ stage leaves ``<stage>.weights.h5`` and is not trained again. Each epoch's metri
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 
+from competition import paths
 from models.augment import ImageStream
+from models.crossval import FoldResult, TrainContext
 
 
 def configure_precision() -> str:
@@ -93,3 +96,14 @@ def save_curves(fold_dir: Path, stages: tuple[str, ...], path: Path, title: str)
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path
+
+
+def finish_fold(model, stream: ImageStream, context: TrainContext, fold_dir: Path, held_out_index: np.ndarray,
+                stages: tuple[str, ...], details: dict) -> FoldResult:
+    """Draw the fold's training curves, then predict its held-out rows and the whole test set."""
+    name = f"{context.spec.model_id}-{fold_dir.name}"
+    save_curves(fold_dir, stages, paths.reports_dir(context.dataset) / f"{name}-curves.png", name)
+    test_stream = dataclasses.replace(stream, path=context.test.path,
+                                      labels=np.zeros(len(context.test.ids), dtype=np.int64))
+    return FoldResult(held_out=stream.predict(model, held_out_index),
+                      test=test_stream.predict(model, np.arange(len(context.test.ids))), details=details)

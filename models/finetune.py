@@ -8,13 +8,11 @@ batch normalisation stays in inference mode throughout.
 
 from __future__ import annotations
 
-import numpy as np
 
-from competition import paths
 from competition.reproducibility import DEFAULT_SEED, seed_everything
 from models.augment import ImageStream, resized_view, training_transform
-from models.crossval import FitFold, FoldResult, TrainContext
-from models.deep import configure_precision, fit_stage, save_curves
+from models.crossval import FitFold, TrainContext
+from models.deep import configure_precision, finish_fold, fit_stage
 
 STAGES = ("head", "finetune")
 
@@ -83,15 +81,9 @@ def train_finetune(context: TrainContext) -> FitFold:
                       loss="categorical_crossentropy", metrics=["accuracy"])
         fit_stage(model, stream, train_index, held_out_index, settings["finetune_epochs"], fold_dir, "finetune",
                   context.callbacks)
-        save_curves(fold_dir, STAGES, paths.reports_dir(context.dataset) / f"{spec.model_id}-{fold_dir.name}-curves.png",
-                    f"{spec.model_id} {fold_dir.name}")
-        test_stream = ImageStream(context.test.path, np.zeros(len(context.test.ids), dtype=np.int64), n_classes,
-                                  stream.transform, stream.views, stream.preprocess, stream.batch_size)
-        return FoldResult(
-            held_out=stream.predict(model, held_out_index),
-            test=test_stream.predict(model, np.arange(len(context.test.ids))),
-            details={"unfreeze_from": int(unfreeze_from), "backbone_layers": len(base.layers),
-                     "weights": str(config.weights), "precision": policy},
-        )
+        return finish_fold(model, stream, context, fold_dir, held_out_index, STAGES, {
+            "unfreeze_from": int(unfreeze_from), "backbone_layers": len(base.layers),
+            "weights": str(config.weights), "precision": policy,
+        })
 
     return fit_fold

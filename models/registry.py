@@ -206,6 +206,7 @@ def parse_spec(spec: str, assignments: list[str] | None = None) -> ModelSpec:
     allowed = known_settings(kind)
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
-        raise UserError(f"unknown setting {', '.join(unknown)} for {kind.name}: known settings are {', '.join(allowed)}")
+        raise UserError(f"unknown setting {', '.join(unknown)} for {kind.name}: "
+                        f"known settings are {', '.join(allowed)}")
     overrides = {key: value for key, value in overrides.items() if kind.settings.get(key, object()) != value}
     return ModelSpec(kind=kind, sources=sources, settings={**kind.settings, **overrides}, overrides=overrides)

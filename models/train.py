@@ -29,7 +29,8 @@ def configure(parser) -> None:
     parser.add_argument("--refit", action="store_true",
                         help="test probabilities from one model refit on all training images, not the fold average")
     parser.add_argument("--force", action="store_true", help="retrain even if an identical run already finished")
-    parser.add_argument("--weights", default=None, help="backbone weights for finetune: imagenet or a file")
+    parser.add_argument("--weights", default=None,
+                        help="backbone weights for finetune: imagenet (default), random, or a weights file")
     parser.add_argument("--weights-dir", default=None, type=Path, help="folder with backbone weight files")
 
 
