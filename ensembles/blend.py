@@ -13,6 +13,7 @@ from scipy.optimize import minimize
 from scipy.special import logit, softmax
 from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from threadpoolctl import threadpool_limits
 
 from competition.errors import UserError
 
@@ -156,7 +157,8 @@ class StackBlend(BaseEstimator):
                                  max_iter=1000)
             if inner_folds >= 2 else LogisticRegression(C=1.0, max_iter=1000)
         )
-        self.model_ = model.fit(self._features(stacked), y)
+        with threadpool_limits(limits=1):  # tiny fits: a BLAS thread pool only adds contention
+            self.model_ = model.fit(self._features(stacked), y)
         self.C_ = float(np.ravel(getattr(self.model_, "C_", [1.0]))[0])
         share = np.abs(self.model_.coef_).sum(axis=0).reshape(len(stacked), -1).sum(axis=1)
         self.weights_ = share / share.sum() if share.sum() > 0 else np.full(len(stacked), 1.0 / len(stacked))
