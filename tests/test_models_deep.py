@@ -109,6 +109,7 @@ def test_an_interrupted_run_keeps_finished_folds_and_resumes_from_the_last_epoch
 def test_alexnet_learns_and_saves_a_checkpoint_that_loads(workspace):
     import keras
 
+    from features.backbones import create_backbone
     from models.alexnet import make_alexnet
 
     dataset = tiny_images("alex", 72, n_train=40, n_test=4)
@@ -127,3 +128,5 @@ def test_alexnet_learns_and_saves_a_checkpoint_that_loads(workspace):
     model.load_weights(checkpoint)
     assert model.get_layer("fc7").output.shape[-1] == 32
     assert model.predict(np.zeros((1, 67, 67, 3), np.float32), verbose=0).shape == (1, 2)
+    _, config = create_backbone("alexnet", pooling="fc", dataset=dataset)  # the features stage's reader
+    assert config.feature_dim == 32
