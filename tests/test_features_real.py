@@ -46,8 +46,9 @@ def test_dogs_vs_cats_features_reach_0985(dogs_vs_cats_features, feature_set, wi
 @pytest.mark.slow
 def test_imagenet_classifier_sees_cats_and_dogs(dogs_vs_cats_data, shared_dir):
     """The top variant of the shared weights puts 38 of cat.0..19 / dog.0..19 in ImageNet's cat and dog classes."""
+    import tensorflow as tf
+
     from features.backbones import create_backbone, find_weights_file
-    from features.pipeline import prepare_images
 
     weights = find_weights_file("mobilenet_v2", shared_dir / "weights", include_top=True)
     model, config = create_backbone("mobilenet_v2", weights=weights, include_top=True)
@@ -55,7 +56,8 @@ def test_imagenet_classifier_sees_cats_and_dogs(dogs_vs_cats_data, shared_dir):
         row_of = {name: row for row, name in enumerate(as_strings(handle["ids"][:]))}
         wanted = [f"train/{animal}.{i}.jpg" for animal in ("cat", "dog") for i in range(20)]
         images = np.stack([handle["images"][row_of[name]] for name in wanted])
-    batch = prepare_images(images, config.input_size, config.preprocess_input)
+    # the published sanity check resizes the whole image (the pipeline's central crop gets 37 of 40)
+    batch = config.preprocess_input(tf.image.resize(images.astype(np.float32), (config.input_size,) * 2))
     top1 = np.argmax(model(batch, training=False).numpy(), axis=1)
     labels = (shared_dir / "weights" / "imagenet_labels.txt").read_text().splitlines()
     assert len(labels) == 1000
