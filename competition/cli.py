@@ -27,16 +27,22 @@ STAGES = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with one sub-command per stage."""
+def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser with one sub-command per stage.
+
+    Only the module of ``stage`` (the one being run) is imported and asked for its
+    options, so a light stage never pays for the imports of a heavy one.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m competition",
         description="Transfer-learning pipeline: data -> features -> train -> submit.",
     )
     commands = parser.add_subparsers(dest="stage", required=True, metavar="<stage>")
     for name, (module_name, help_text) in STAGES.items():
-        module = importlib.import_module(module_name)
         sub = commands.add_parser(name, help=help_text, description=help_text)
+        if name != stage:
+            continue
+        module = importlib.import_module(module_name)
         sub.add_argument(
             "--dataset", default="dogs-vs-cats",
             help="dataset name from the registry, or your own with --source (default: %(default)s)",
@@ -48,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run the stage, and turn user errors into one line."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    stage = next((word for word in argv if not word.startswith("-")), None)
+    args = build_parser(stage).parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except UserError as error:

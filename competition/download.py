@@ -25,7 +25,7 @@ from competition.errors import UserError
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 CREDENTIALS_HELP = (
     "put your Kaggle API token in ~/.kaggle/kaggle.json (from https://www.kaggle.com/settings/api), "
-    "or set KAGGLE_API_TOKEN (or KAGGLE_USERNAME and KAGGLE_KEY), or pass SOURCE=<folder or archive>"
+    "or set KAGGLE_API_TOKEN (or KAGGLE_USERNAME and KAGGLE_KEY)"
 )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold, train_test_split
 
 N_FOLDS = 5
 SEED = 42
@@ -22,6 +21,8 @@ def stratified_folds(labels: np.ndarray, n_folds: int = N_FOLDS, seed: int = SEE
     splittable = np.isin(labels, np.flatnonzero(counts >= n_folds))
     index = np.flatnonzero(splittable)
     if len(index):
+        from sklearn.model_selection import StratifiedKFold  # lazy: keeps the CLI fast
+
         splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         for fold, (_, held_out) in enumerate(splitter.split(index, labels[index])):
             folds[index[held_out]] = fold
@@ -33,6 +34,8 @@ def stratified_folds(labels: np.ndarray, n_folds: int = N_FOLDS, seed: int = SEE
 
 def stratified_holdout(labels: np.ndarray, test_fraction: float = 0.25, seed: int = SEED) -> np.ndarray:
     """A boolean mask marking a stratified, seeded ``test_fraction`` of the examples as test."""
+    from sklearn.model_selection import train_test_split  # lazy: keeps the CLI fast
+
     labels = np.asarray(labels)
     index = np.arange(len(labels))
     _, test_index = train_test_split(

@@ -1,5 +1,8 @@
 """The shared foundation: CLI error handling, atomic outputs, splits, dataset registry."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -8,6 +11,15 @@ from competition.datasets import get_dataset
 from competition.errors import UserError
 from competition.h5store import atomic_output, partial_path
 from competition.splits import stratified_folds, stratified_holdout
+
+
+def test_help_imports_no_heavy_library():
+    code = (
+        "import sys; from competition import cli; cli.build_parser(None).format_help();"
+        "heavy = {'tensorflow', 'keras', 'kaggle', 'sklearn'} & set(sys.modules); print(sorted(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_every_stage_has_help(capsys):
@@ -22,9 +34,8 @@ def test_user_error_is_one_line(monkeypatch, capsys):
     def fail(args):
         raise UserError("data/x.h5 does not exist: run make data")
 
-    parser = cli.build_parser()
-    args = parser.parse_args(["cv", "--dataset", "flowers17"])
-    monkeypatch.setattr(cli, "build_parser", lambda: _FixedParser(args, fail))
+    args = cli.build_parser("cv").parse_args(["cv", "--dataset", "flowers17"])
+    monkeypatch.setattr(cli, "build_parser", lambda stage: _FixedParser(args, fail))
     assert cli.main([]) == 2
     err = capsys.readouterr().err
     assert err == "error: data/x.h5 does not exist: run make data\n"
