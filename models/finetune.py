@@ -3,7 +3,7 @@
 
 Stage ``head`` trains the head with the backbone frozen (RMSprop); stage ``finetune`` unfreezes
 the backbone's last conv block (VGG16: ``layers[15:]``) and trains on with SGD. The backbone's
-batch normalisation stays in inference mode throughout.
+batch normalisation layers stay frozen, in inference mode, throughout.
 """
 
 from __future__ import annotations
@@ -31,6 +31,17 @@ def build_finetune_model(backbone_name: str, weights, n_classes: int, dense_unit
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=f"finetune_{backbone_name}"), base, config
+
+
+def unfreeze_from_layer(base, index: int) -> None:
+    """Make ``base.layers[index:]`` trainable, except batch normalisation, which stays frozen: Keras 3
+    would otherwise normalise with batch statistics in training (the nested ``training=False``
+    does not hold for trainable BN layers) and the features collapse."""
+    import keras
+
+    base.trainable = True
+    for position, layer in enumerate(base.layers):
+        layer.trainable = position >= index and not isinstance(layer, keras.layers.BatchNormalization)
 
 
 def resolve_weights(context: TrainContext, backbone_name: str):
@@ -74,9 +85,7 @@ def train_finetune(context: TrainContext) -> FitFold:
         unfreeze_from = settings["unfreeze_from"]
         if unfreeze_from is None:
             unfreeze_from = last_block_index(base, backbone_name)
-        base.trainable = True
-        for layer in base.layers[:unfreeze_from]:
-            layer.trainable = False
+        unfreeze_from_layer(base, unfreeze_from)
         model.compile(optimizer=keras.optimizers.SGD(settings["finetune_learning_rate"], momentum=settings["momentum"]),
                       loss="categorical_crossentropy", metrics=["accuracy"])
         fit_stage(model, stream, train_index, held_out_index, settings["finetune_epochs"], fold_dir, "finetune",

@@ -73,6 +73,24 @@ def test_finetune_trains_head_then_last_block_and_predicts_every_split(workspace
     assert (paths.reports_dir(dataset) / f"{spec.model_id}-fold-0-curves.png").stat().st_size > 1000
 
 
+def test_unfrozen_last_block_keeps_batch_normalisation_in_inference_mode(tiny_backbone):
+    import keras
+
+    from features.backbones import last_block_index
+    from models.finetune import build_finetune_model, unfreeze_from_layer
+
+    model, base, _ = build_finetune_model(TINY_BACKBONE, None, n_classes=2, dense_units=8, dropout=0.5)
+    start = last_block_index(base, TINY_BACKBONE)
+    unfreeze_from_layer(base, start)
+    trainable = [layer.name for layer in base.layers if layer.trainable]
+    assert trainable and all(base.layers.index(base.get_layer(name)) >= start for name in trainable)
+    assert "conv_dw_13" in trainable
+    features = keras.Model(model.input, model.get_layer("head_flatten").output)
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(features(images, training=True), features(images, training=False), atol=1e-5)
+    keras.backend.clear_session()
+
+
 def test_an_interrupted_run_keeps_finished_folds_and_resumes_from_the_last_epoch(workspace, tiny_backbone):
     import keras
 
