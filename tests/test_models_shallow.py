@@ -172,7 +172,7 @@ def test_feature_sets_are_concatenated_and_ids_are_filesystem_safe(workspace):
 
 def test_model_ids_name_the_spec_and_hash_non_default_settings():
     assert parse_spec("logreg:resnet50").model_id == "logreg-resnet50"
-    assert parse_spec("logreg:resnet50", ["scale=True"]).model_id == "logreg-resnet50"
+    assert parse_spec("logreg:resnet50", ["scale=False"]).model_id == "logreg-resnet50"
     changed = parse_spec("logreg:resnet50", ["grid={'C': [1.0]}"])
     assert changed.model_id.startswith("logreg-resnet50-") and changed.settings["grid"] == {"C": [1.0]}
     assert parse_spec("finetune:vgg16", ["head_epochs=5"]).settings["head_epochs"] == 5
