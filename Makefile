@@ -11,12 +11,14 @@ TF ?= $(shell nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 
 DATASET ?= dogs-vs-cats
 SOURCE ?=
-BACKBONE ?= resnet50
+# BACKBONE and MODEL take one name or several, separated by spaces.
+BACKBONE ?= resnet50 xception
 WEIGHTS ?=
 WEIGHTS_DIR ?=
 POOL ?=
 TTA ?= none
-MODEL ?= logreg:$(BACKBONE)
+PRECISION ?= auto
+MODEL ?= $(foreach b,$(BACKBONE),logreg:$(b))
 MODELS ?=
 METHOD ?= weighted
 FILE ?=
@@ -44,10 +46,14 @@ data: install
 	$(PY) -m competition data --dataset $(DATASET) $(call opt,--source,$(SOURCE)) $(ARGS)
 
 features: install
-	$(PY) -m competition features --dataset $(DATASET) --backbone $(BACKBONE) $(call opt,--weights,$(WEIGHTS)) $(call opt,--weights-dir,$(WEIGHTS_DIR)) $(call opt,--pool,$(POOL)) --tta $(TTA) $(ARGS)
+	set -e; for backbone in $(BACKBONE); do \
+	  $(PY) -m competition features --dataset $(DATASET) --backbone $$backbone $(call opt,--weights,$(WEIGHTS)) $(call opt,--weights-dir,$(WEIGHTS_DIR)) $(call opt,--pool,$(POOL)) --tta $(TTA) --precision $(PRECISION) $(ARGS); \
+	done
 
 train: install
-	$(PY) -m competition train --dataset $(DATASET) --model $(MODEL) $(call opt,--weights,$(WEIGHTS)) $(call opt,--weights-dir,$(WEIGHTS_DIR)) $(ARGS)
+	set -e; for model in $(MODEL); do \
+	  $(PY) -m competition train --dataset $(DATASET) --model $$model $(call opt,--weights,$(WEIGHTS)) $(call opt,--weights-dir,$(WEIGHTS_DIR)) $(ARGS); \
+	done
 
 cv: install
 	$(PY) -m competition cv --dataset $(DATASET) $(ARGS)

@@ -30,11 +30,17 @@ def image_blocks(path: Path, batch_size: int, start: int = 0) -> Iterator[np.nda
 
 def prepare_images(images, input_size: int, preprocess_input: Callable):
     """A batch of uint8 images as the network's input: the central ``CROP_FRACTION``, resized to
-    ``input_size``, then the backbone's preprocessing (TensorFlow ops)."""
+    ``input_size``, then the backbone's preprocessing (TensorFlow ops).
+
+    The crop is taken on the uint8 pixels, and the resize is skipped when the crop already
+    has the input size (224 of 256): on two cores every preprocessing FLOP is taken from the network.
+    """
     import tensorflow as tf
 
-    cropped = tf.image.central_crop(tf.cast(images, tf.float32), CROP_FRACTION)
-    return preprocess_input(tf.image.resize(cropped, (input_size, input_size)))
+    cropped = tf.image.central_crop(images, CROP_FRACTION)
+    if cropped.shape[1] == input_size and cropped.shape[2] == input_size:
+        return preprocess_input(tf.cast(cropped, tf.float32))
+    return preprocess_input(tf.image.resize(tf.cast(cropped, tf.float32), (input_size, input_size)))
 
 
 def image_dataset(path: Path, input_size: int, preprocess_input: Callable, batch_size: int, start: int = 0):
