@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import numpy as np
@@ -139,7 +140,7 @@ class FeatureExtractor:
 
     def __init__(self, backbone, weights=IMAGENET, pool=None, tta="none", batch_size=32,
                  precision="auto", dataset=None):
-        from features.pipeline import compile_forward, distribution_strategy
+        from features.pipeline import distribution_strategy
         from features.precision import precision_policy, resolve_precision
 
         seed_everything()
@@ -150,7 +151,21 @@ class FeatureExtractor:
                 backbone, weights=weights, pooling=pool or get_backbone(backbone).default_pooling, dataset=dataset)
         self.tta = tta
         self.batch_size = batch_size
-        self.forward = compile_forward(self.model, self.config.input_size, flip=tta == "flip")
+        self._forwards = {}
+
+    def compiled_forward(self, image_shape) -> Callable:
+        """The compiled pass from uint8 images of ``image_shape`` to features, built once per shape."""
+        from features.pipeline import compile_forward
+
+        shape = tuple(int(size) for size in image_shape)
+        if shape not in self._forwards:
+            self._forwards[shape] = compile_forward(self.model, shape, self.config.input_size,
+                                                    self.config.preprocess_input, flip=self.tta == "flip")
+        return self._forwards[shape]
+
+    def forward(self, images):
+        """Float32 features of a batch of uint8 images as stored."""
+        return self.compiled_forward(images.shape[1:])(images)
 
     @property
     def settings(self) -> dict:
@@ -174,6 +189,7 @@ class FeatureExtractor:
             labels = handle["labels"][:]
             label_names = as_strings(handle["label_names"][:])
             ids = as_strings(handle["ids"][:])
+            image_shape = handle["images"].shape[1:]
         fingerprint = dict(self.settings, source_rows=len(ids), source_ids=_digest(ids))
         with atomic_output(target, keep_partial=True) as temporary:
             with _open_partial(temporary, fingerprint) as out:
@@ -183,9 +199,8 @@ class FeatureExtractor:
                     out.attrs["feature_set"] = feature_set
                     set_json_attr(out, "producer", provenance("features", dict(self.settings, feature_set=feature_set)))
                 done = int(out.attrs["completed_rows"])
-                batches = image_dataset(source, self.config.input_size, self.config.preprocess_input,
-                                        self.batch_size, start=done)
-                batches, forward = distribute(batches, self.forward, self.strategy)
+                batches = image_dataset(source, self.batch_size, start=done)
+                batches, forward = distribute(batches, self.compiled_forward(image_shape), self.strategy)
                 features = out["features"]
                 with tqdm(total=len(ids), initial=done, unit="img", desc=f"{feature_set} {target.stem}",
                           disable=not progress) as bar:

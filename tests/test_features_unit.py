@@ -256,9 +256,9 @@ from features.pipeline import compile_forward, distribute
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 with strategy.scope():
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D()])
-images = np.arange(11, dtype=np.float32)[:, None, None, None] * np.ones((11, 8, 8, 3), np.float32)
+images = np.arange(11, dtype=np.uint8)[:, None, None, None] * np.ones((11, 8, 8, 3), np.uint8)
 batches, forward = distribute(tf.data.Dataset.from_tensor_slices(images).batch(4),
-                              compile_forward(model, 8, flip=True), strategy)
+                              compile_forward(model, (8, 8, 3), 8, lambda x: x, flip=True), strategy)
 rows = np.concatenate([forward(batch).numpy() for batch in batches])
 print(strategy.num_replicas_in_sync, rows[:, 0].tolist())
 """
