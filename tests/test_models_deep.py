@@ -131,12 +131,13 @@ def test_alexnet_learns_and_saves_a_checkpoint_that_loads(workspace):
     from models.alexnet import make_alexnet
 
     dataset = tiny_images("alex", 72, n_train=40, n_test=4)
-    spec = parse_spec("alexnet", ["epochs=4", "input_size=67", "dense_units=32", "batch_size=8"])
+    spec = parse_spec("alexnet", ["epochs=10", "input_size=67", "dense_units=32", "batch_size=8", "learning_rate=0.0001"])
     predictions = read_predictions(train_model(dataset, spec, fold_limit=1))
     assert predictions.test.shape == (4, 2) and predictions.oof_mask.sum() == 8
     with open(paths.model_dir(dataset, spec.model_id) / "fold-0" / "history-train.csv") as handle:
         losses = [float(row["loss"]) for row in csv.DictReader(handle)]
-    assert len(losses) == 4 and losses[-1] < losses[0]
+    # per-epoch training loss on 32 images is noisy (dropout, batch norm on 8): compare the trend
+    assert len(losses) == 10 and np.mean(losses[-3:]) < losses[0]
     checkpoint = paths.model_dir(dataset, "alexnet") / "alexnet.weights.h5"
     architecture = json.loads(checkpoint.with_name("alexnet.json").read_text())
     assert architecture == {"num_classes": 2, "input_size": 67, "dense_units": 32, "dropout": 0.5,
