@@ -62,7 +62,6 @@ def measure_model_only(backbone: str, precision: str, repeats: int = 6) -> dict:
 def measure_end_to_end(backbone: str, precision: str, source: Path) -> dict:
     """Images/s of the streaming pipeline from ``source`` to a written feature file (after one warm-up batch)."""
     import h5py
-    import numpy as np
 
     extractor = build_extractor(backbone, precision)
     with h5py.File(source, "r") as handle:
