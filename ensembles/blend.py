@@ -16,8 +16,7 @@ from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from threadpoolctl import threadpool_limits
 
 from competition.errors import UserError
-
-PROBABILITY_FLOOR = 1e-15
+from competition.metrics import PROBABILITY_FLOOR, log_loss
 CLIP_CANDIDATES = (1e-15, 1e-6, 1e-5, 1e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 3e-2, 5e-2)
 
 
@@ -30,16 +29,6 @@ def stack_models(probabilities) -> np.ndarray:
     if len(shapes) != 1 or arrays[0].ndim != 2:
         raise ValueError(f"every model needs one (N, C) probability array of the same shape, got {sorted(shapes)}")
     return np.stack(arrays)
-
-
-def log_loss(probabilities: np.ndarray, y: np.ndarray) -> float:
-    """Mean negative log probability of the true class (probabilities floored at 1e-15)."""
-    true_class = np.asarray(probabilities)[np.arange(len(y)), np.asarray(y)]
-    return float(-np.mean(np.log(np.clip(true_class, PROBABILITY_FLOOR, 1.0))))
-
-
-def accuracy(probabilities: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(np.argmax(probabilities, axis=1) == np.asarray(y)))
 
 
 def clip_probabilities(probabilities: np.ndarray, eps: float) -> np.ndarray:

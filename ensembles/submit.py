@@ -18,10 +18,12 @@ import numpy as np
 from competition import paths
 from competition.datasets import Dataset, get_dataset
 from competition.errors import UserError
-from competition.h5store import as_strings, atomic_output, get_json_attr, require_file
+from competition.h5store import atomic_output
 from competition.reproducibility import provenance, seed_everything
 from competition.submission import find_sample_file, submission_format, submission_rows, write_submission
-from ensembles.blend import BLENDERS, accuracy, choose_clip_eps, clip_probabilities, cross_val_blend, log_loss
+from competition.metrics import accuracy, log_loss
+from ensembles.blend import BLENDERS, choose_clip_eps, clip_probabilities, cross_val_blend
+from models.inputs import read_split
 from models.predictions import Predictions, read_predictions
 
 
@@ -84,16 +86,13 @@ def load_predictions(dataset: str, model_ids: list[str]) -> list[Predictions]:
 
 def train_folds(dataset: str, ids: np.ndarray) -> tuple[np.ndarray, Path | None]:
     """The cross-validation fold of each train id, and the source folder the data stage read, from ``train.h5``."""
-    import h5py
-
-    path = require_file(paths.images_file(dataset, "train"), ("ids", "folds"), f"run `make data DATASET={dataset}`")
-    with h5py.File(path, "r") as handle:
-        fold_of = dict(zip(as_strings(handle["ids"][:]), handle["folds"][:]))
-        source = get_json_attr(handle, "producer", {}).get("settings", {}).get("source")
+    split = read_split(dataset, "train")
+    fold_of = dict(zip(split.ids, split.folds))
     missing = [i for i in ids if i not in fold_of]
     if missing:
-        raise UserError(f"{path} lacks ids the models predicted (e.g. {missing[0]}): retrain the models with `make train`")
-    return np.array([fold_of[i] for i in ids]), Path(source) if source else None
+        raise UserError(f"{split.path} lacks ids the models predicted (e.g. {missing[0]}): "
+                        f"retrain the models with `make train`")
+    return np.array([fold_of[i] for i in ids]), split.source
 
 
 def blend(predictions: list[Predictions], method: str, folds: np.ndarray) -> Ensemble:

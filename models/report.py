@@ -15,6 +15,7 @@ import numpy as np
 
 from competition import paths
 from competition.errors import UserError
+from competition.metrics import accuracy, log_loss
 from models.predictions import Predictions, read_predictions
 
 
@@ -25,17 +26,15 @@ def configure(parser) -> None:
 
 def evaluate(probabilities: np.ndarray, labels: np.ndarray, label_names) -> dict:
     """Classification report (per class and averages), accuracy, log loss and confusion matrix."""
-    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, log_loss
+    from sklearn.metrics import classification_report, confusion_matrix
 
     classes = list(range(len(label_names)))
-    probabilities = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-15, 1.0)
-    probabilities /= probabilities.sum(axis=1, keepdims=True)
-    predicted = probabilities.argmax(axis=1)
+    predicted = np.argmax(probabilities, axis=1)
     names = [str(name) for name in label_names]
     return {
         "n": int(len(labels)),
-        "accuracy": float(accuracy_score(labels, predicted)),
-        "log_loss": float(log_loss(labels, probabilities, labels=classes)),
+        "accuracy": accuracy(probabilities, labels),
+        "log_loss": log_loss(probabilities, labels),
         "report": classification_report(labels, predicted, labels=classes, target_names=names,
                                         output_dict=True, zero_division=0),
         "report_text": classification_report(labels, predicted, labels=classes, target_names=names,

@@ -9,9 +9,8 @@ from sklearn.base import clone
 
 from competition import cli, paths
 from competition.h5store import set_json_attr
-from ensembles.blend import (
-    BLENDERS, RankBlend, WeightedBlend, accuracy, choose_clip_eps, clip_probabilities, cross_val_blend, log_loss,
-)
+from competition.metrics import accuracy, log_loss
+from ensembles.blend import BLENDERS, RankBlend, WeightedBlend, choose_clip_eps, clip_probabilities, cross_val_blend
 from tests.factories import make_image_store, make_model_predictions
 
 
