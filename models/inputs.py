@@ -25,6 +25,7 @@ class Split:
     labels: np.ndarray
     label_names: np.ndarray
     folds: np.ndarray | None
+    source: Path | None = None  # the folder the data stage read
 
     @property
     def labelled(self) -> bool:
@@ -42,7 +43,13 @@ def read_split(dataset: str, split: str) -> Split:
             labels=handle["labels"][:].astype(np.int64),
             label_names=as_strings(handle["label_names"][:]),
             folds=handle["folds"][:].astype(np.int64) if split == "train" else None,
+            source=_source_folder(handle),
         )
+
+
+def _source_folder(handle: h5py.File) -> Path | None:
+    source = (get_json_attr(handle, "producer") or {}).get("settings", {}).get("source")
+    return Path(source) if source else None
 
 
 def available_feature_sets(dataset: str) -> list[str]:
