@@ -1,5 +1,6 @@
 """``finetune:<backbone>``: a pretrained backbone without its top and a new head
-(Flatten, Dense(D, relu), Dropout, Dense(classes, softmax)).
+(Flatten, Dense(D, relu), Dropout, Dense(classes, softmax)); ``pooling=avg`` or ``max`` replaces
+the Flatten with global pooling, a head with far fewer weights to learn from a small train set.
 
 Stage ``head`` trains the head with the backbone frozen (RMSprop); stage ``finetune`` unfreezes
 the backbone's last conv block (VGG16: ``layers[15:]``) and trains on with SGD. The backbone's
@@ -8,16 +9,19 @@ batch normalisation layers stay frozen, in inference mode, throughout.
 
 from __future__ import annotations
 
-
+from competition.errors import UserError
 from competition.reproducibility import DEFAULT_SEED, seed_everything
 from models.augment import ImageStream, resized_view, training_transform
-from models.crossval import FitFold, TrainContext
+from models.crossval import FitFold, FoldResult, TrainContext
 from models.deep import configure_precision, finish_fold, fit_stage
 
 STAGES = ("head", "finetune")
 
+HEAD_POOLINGS = {"flatten": "Flatten", "avg": "GlobalAveragePooling2D", "max": "GlobalMaxPooling2D"}
 
-def build_finetune_model(backbone_name: str, weights, n_classes: int, dense_units: int, dropout: float):
+
+def build_finetune_model(backbone_name: str, weights, n_classes: int, dense_units: int, dropout: float,
+                         pooling: str = "flatten"):
     """The backbone (no top, no pooling) with the new head; returns ``(model, backbone_model, config)``."""
     import keras
 
@@ -26,7 +30,7 @@ def build_finetune_model(backbone_name: str, weights, n_classes: int, dense_unit
     base, config = create_backbone(backbone_name, weights=weights, pooling=None, include_top=False)
     inputs = keras.Input(base.input_shape[1:], name="image")
     features = base(inputs, training=False)
-    x = keras.layers.Flatten(name="head_flatten")(features)
+    x = getattr(keras.layers, HEAD_POOLINGS[pooling])(name=f"head_{pooling}")(features)
     x = keras.layers.Dense(dense_units, activation="relu", name="head_dense")(x)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
@@ -64,6 +68,9 @@ def train_finetune(context: TrainContext) -> FitFold:
     spec, settings = context.spec, context.spec.settings
     backbone_name = spec.sources[0]
     get_backbone(backbone_name)  # unknown names fail before any training
+    if settings["pooling"] not in HEAD_POOLINGS:
+        raise UserError(f"unknown head pooling {settings['pooling']!r}: "
+                        f"use --set pooling= one of {', '.join(HEAD_POOLINGS)}")
     weights = resolve_weights(context, backbone_name)
     n_classes = len(context.train.label_names)
     policy = configure_precision()
@@ -72,7 +79,7 @@ def train_finetune(context: TrainContext) -> FitFold:
         keras.backend.clear_session()
         seed_everything(DEFAULT_SEED)
         model, base, config = build_finetune_model(
-            backbone_name, weights, n_classes, settings["dense_units"], settings["dropout"])
+            backbone_name, weights, n_classes, settings["dense_units"], settings["dropout"], settings["pooling"])
         size = config.input_size
         stream = ImageStream(context.train.path, context.train.labels, n_classes,
                              training_transform(size, settings["augment"]), resized_view(size),

@@ -93,7 +93,7 @@ class ModelKind:
 SHALLOW_SETTINGS = {"scale": True, "grid": {}, "inner_folds": 3, "grid_scoring": "neg_log_loss"}
 
 FINETUNE_SETTINGS = {
-    "dense_units": 256, "dropout": 0.5,
+    "pooling": "flatten", "dense_units": 256, "dropout": 0.5,
     "head_epochs": 25, "head_learning_rate": 0.001,
     "finetune_epochs": 100, "finetune_learning_rate": 0.001, "momentum": 0.0,
     "unfreeze_from": None,  # layer index; None = the backbone's last conv block (VGG16: 15)

@@ -91,6 +91,41 @@ def test_unfrozen_last_block_keeps_batch_normalisation_in_inference_mode(tiny_ba
     keras.backend.clear_session()
 
 
+@pytest.mark.parametrize("pooling, reduce", [("avg", np.mean), ("max", np.max)])
+def test_global_pooling_head_pools_the_feature_map_instead_of_flattening_it(monkeypatch, pooling, reduce):
+    import keras
+
+    from features import backbones
+    from models.finetune import build_finetune_model
+
+    monkeypatch.setitem(backbones.REGISTRY, "mobilenet_64", backbones.Backbone(
+        "mobilenet_64", "MobileNet", 64, "mobilenet", "conv_dw_13"))  # a 2x2 feature map
+    flatten, _, _ = build_finetune_model("mobilenet_64", None, n_classes=3, dense_units=8, dropout=0.5)
+    pooled, base, _ = build_finetune_model("mobilenet_64", None, n_classes=3, dense_units=8, dropout=0.5,
+                                           pooling=pooling)
+    height, width, channels = base.output_shape[1:]
+    assert (height, width) == (2, 2)
+    assert flatten.get_layer("head_dense").count_params() == height * width * channels * 8 + 8
+    assert pooled.get_layer("head_dense").count_params() == channels * 8 + 8
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
+    head_input = keras.Model(pooled.input, pooled.get_layer(f"head_{pooling}").output)
+    expected = reduce(np.asarray(base(images, training=False)), axis=(1, 2))
+    np.testing.assert_allclose(head_input(images), expected, rtol=1e-5, atol=1e-6)
+    assert pooled.output.shape[1:] == (3,)
+    keras.backend.clear_session()
+
+
+def test_unknown_head_pooling_is_refused_before_training(workspace, tiny_backbone):
+    from competition.errors import UserError
+
+    dataset = tiny_images("pooling", 32, n_train=10, n_test=2)
+    spec = parse_spec(f"finetune:{TINY_BACKBONE}", ["pooling=mean"])
+    with pytest.raises(UserError, match="unknown head pooling 'mean'.*flatten, avg, max"):
+        train_model(dataset, spec, fold_limit=1, weights="random")
+    assert not list(paths.model_dir(dataset, spec.model_id).glob("fold-*"))
+    assert not paths.predictions_file(dataset, spec.model_id).exists()
+
+
 def test_an_interrupted_run_keeps_finished_folds_and_resumes_from_the_last_epoch(workspace, tiny_backbone):
     import keras
 
