@@ -101,8 +101,11 @@ class ImageStream:
         generator = self.training_batches if training else self.evaluation_batches
         signature = (tf.TensorSpec((None, None, None, 3), tf.float32),
                      tf.TensorSpec((None, self.n_classes), tf.float32))
-        return tf.data.Dataset.from_generator(lambda: generator(indices), output_signature=signature) \
-            .prefetch(tf.data.AUTOTUNE)
+        dataset = tf.data.Dataset.from_generator(lambda: generator(indices), output_signature=signature)
+        if not training:
+            # a known length: Keras otherwise warns "Your input ran out of data" after every first validation pass
+            dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-len(indices) // self.batch_size)))
+        return dataset.prefetch(tf.data.AUTOTUNE)
 
     def predict(self, model, indices: np.ndarray) -> np.ndarray:
         """Class probabilities for ``indices``, averaged over each image's test-time views."""

@@ -50,7 +50,7 @@ def test_training_crops_and_ten_test_crops():
     np.testing.assert_array_equal(views[5], views[0][:, ::-1])  # its mirror
 
 
-def test_finetune_trains_head_then_last_block_and_predicts_every_split(workspace, tiny_backbone):
+def test_finetune_trains_head_then_last_block_and_predicts_every_split(workspace, tiny_backbone, recwarn):
     import keras
 
     from features.backbones import create_backbone, last_block_index
@@ -71,6 +71,7 @@ def test_finetune_trains_head_then_last_block_and_predicts_every_split(workspace
     assert epochs_logged(fold_dir / "history-head.csv") == [0]
     assert epochs_logged(fold_dir / "history-finetune.csv") == [0]
     assert (paths.reports_dir(dataset) / f"{spec.model_id}-fold-0-curves.png").stat().st_size > 1000
+    assert not [w for w in recwarn if "ran out of data" in str(w.message)]  # validation has a known length
 
 
 def test_unfrozen_last_block_keeps_batch_normalisation_in_inference_mode(tiny_backbone):
