@@ -73,7 +73,9 @@ def train_model(
                 print(f"{output} is up to date (same settings and inputs); --force retrains")
                 return output
     work_dir = paths.model_dir(dataset, spec.model_id)
-    prepare_work_dir(work_dir, run_fingerprint, force)
+    # a fold's result does not depend on how many folds were asked for: --folds 1, then --folds 5, reuses fold 0
+    fold_record = {key: value for key, value in run_record.items() if key not in ("folds", "refit")}
+    prepare_work_dir(work_dir, fingerprint(fold_record), force)
     context = TrainContext(spec=spec, dataset=dataset, train=train, test=test, model_dir=work_dir,
                            weights=weights, weights_dir=weights_dir, callbacks=list(callbacks or []))
     fit_fold = _load_trainer(spec.kind)(context)

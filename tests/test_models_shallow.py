@@ -134,6 +134,17 @@ def test_fold_limit_marks_only_predicted_rows(workspace):
     assert predictions.producer["folds_trained"] == [0, 1]
 
 
+def test_more_folds_later_reuse_the_finished_ones(workspace):
+    dataset = make_dataset()
+    spec = parse_spec("knn:f1")
+    train_model(dataset, spec, fold_limit=1)
+    finished_fold = paths.model_dir(dataset, spec.model_id) / "fold-0.npz"
+    finished_at = finished_fold.stat().st_mtime_ns
+    predictions = read_predictions(train_model(dataset, spec, fold_limit=3))
+    assert finished_fold.stat().st_mtime_ns == finished_at
+    assert predictions.producer["folds_trained"] == [0, 1, 2]
+
+
 def test_same_run_is_skipped_unless_forced_and_refit_changes_test(workspace, capsys):
     dataset = make_dataset()
     spec = parse_spec("knn:f1")
