@@ -46,6 +46,7 @@ def fit_stage(model, stream: ImageStream, train_index: np.ndarray, held_out_inde
             stream.dataset(train_index, training=True),
             steps_per_epoch=math.ceil(len(train_index) / stream.batch_size),
             epochs=epochs,
+            shuffle=False,  # the stream reshuffles every epoch itself
             validation_data=stream.dataset(held_out_index, training=False) if len(held_out_index) else None,
             callbacks=[keras.callbacks.BackupAndRestore(str(fold_dir / f"backup-{stage}")),
                        keras.callbacks.CSVLogger(str(history_file), append=True), *callbacks],
