@@ -16,10 +16,13 @@ import albumentations as A
 import h5py
 import numpy as np
 
+from competition.reproducibility import DEFAULT_SEED
 
-def training_transform(size: int, augment: bool = True, crop: str = "resized") -> A.Compose:
+
+def training_transform(size: int, augment: bool = True, crop: str = "resized", seed: int = DEFAULT_SEED) -> A.Compose:
     """Random crops (``resized``: a random area rescaled to ``size``; ``fixed``: a ``size`` crop of the
-    stored image), horizontal flips, small rotations and colour changes; without ``augment`` just a resize."""
+    stored image), horizontal flips, small rotations and colour changes; without ``augment`` just a resize.
+    Seeded: albumentations ignores the global seeds and draws its own unless told."""
     if not augment:
         return A.Compose([A.Resize(size, size)])
     cropping = A.RandomResizedCrop(size=(size, size), scale=(0.6, 1.0)) if crop == "resized" \
@@ -29,7 +32,7 @@ def training_transform(size: int, augment: bool = True, crop: str = "resized") -
         A.HorizontalFlip(p=0.5),
         A.Rotate(limit=15, border_mode=0, p=0.5),
         A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.03, p=0.5),
-    ])
+    ], seed=seed)
 
 
 def resized_view(size: int) -> Callable[[np.ndarray], np.ndarray]:

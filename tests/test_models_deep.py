@@ -50,6 +50,20 @@ def test_training_crops_and_ten_test_crops():
     np.testing.assert_array_equal(views[5], views[0][:, ::-1])  # its mirror
 
 
+def test_training_batches_are_reproducible(workspace):
+    from models.augment import ImageStream, resized_view
+
+    path = make_image_store("augment", "train", 12, size=40)
+
+    def first_batch(seed):
+        stream = ImageStream(path, np.zeros(12, dtype=np.int64), 2, training_transform(32, seed=seed),
+                             resized_view(32), lambda x: x, batch_size=6, seed=seed)
+        return next(stream.training_batches(np.arange(12)))[0]
+
+    np.testing.assert_array_equal(first_batch(7), first_batch(7))
+    assert not np.array_equal(first_batch(7), first_batch(8))
+
+
 def test_finetune_trains_head_then_last_block_and_predicts_every_split(workspace, tiny_backbone, recwarn):
     import keras
 
