@@ -89,6 +89,16 @@ def test_finetune_trains_head_then_last_block_and_predicts_every_split(workspace
     assert not keras_warnings  # e.g. "input ran out of data" (validation has a known length), "shuffle=True"
 
 
+def test_finetune_retrained_with_the_same_seed_predicts_the_same(workspace, tiny_backbone):
+    dataset = tiny_images("again", 32, n_train=20, n_test=4)
+    spec = parse_spec(f"finetune:{TINY_BACKBONE}", ["head_epochs=1", "finetune_epochs=1", "batch_size=8",
+                                                    "dense_units=16"])
+    first = read_predictions(train_model(dataset, spec, fold_limit=1, weights="random"))
+    again = read_predictions(train_model(dataset, spec, fold_limit=1, weights="random", force=True))
+    np.testing.assert_array_equal(first.oof[first.oof_mask], again.oof[again.oof_mask])
+    np.testing.assert_array_equal(first.test, again.test)
+
+
 def test_unfrozen_last_block_keeps_batch_normalisation_in_inference_mode(tiny_backbone):
     import keras
 
