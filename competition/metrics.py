@@ -11,7 +11,7 @@ PROBABILITY_FLOOR = 1e-15
 
 
 def log_loss(probabilities: np.ndarray, y: np.ndarray) -> float:
-    """Mean negative log probability of the true class (probabilities floored at 1e-15, as Kaggle does)."""
+    """Mean negative log probability of the true class (probabilities floored at 1e-15)."""
     true_class = np.asarray(probabilities, dtype=np.float64)[np.arange(len(y)), np.asarray(y)]
     return float(-np.mean(np.log(np.clip(true_class, PROBABILITY_FLOOR, 1.0))))
 

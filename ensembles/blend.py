@@ -17,6 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from competition.errors import UserError
 from competition.metrics import PROBABILITY_FLOOR, log_loss
+
 CLIP_CANDIDATES = (1e-15, 1e-6, 1e-5, 1e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 3e-2, 5e-2)
 
 
