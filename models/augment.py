@@ -8,6 +8,7 @@ preprocessing that maps 0..255 pixels to what the network expects.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -70,6 +71,10 @@ class ImageStream:
     batch_size: int = 32
     seed: int = 42
 
+    def steps(self, indices: np.ndarray) -> int:
+        """Batches in one pass over ``indices``."""
+        return math.ceil(len(indices) / self.batch_size)
+
     def _read(self, handle: h5py.File, indices: np.ndarray) -> np.ndarray:
         images = handle["images"]
         return np.stack([images[int(i)] for i in indices])  # one at a time: fast on chunked data too
@@ -107,7 +112,7 @@ class ImageStream:
         dataset = tf.data.Dataset.from_generator(lambda: generator(indices), output_signature=signature)
         if not training:
             # a known length: Keras otherwise warns "Your input ran out of data" after every first validation pass
-            dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-len(indices) // self.batch_size)))
+            dataset = dataset.apply(tf.data.experimental.assert_cardinality(self.steps(indices)))
         return dataset.prefetch(tf.data.AUTOTUNE)
 
     def predict(self, model, indices: np.ndarray) -> np.ndarray:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import math
 import os
 from pathlib import Path
 
@@ -44,7 +43,7 @@ def fit_stage(model, stream: ImageStream, train_index: np.ndarray, held_out_inde
         history_file = fold_dir / f"history-{stage}.csv"
         model.fit(
             stream.dataset(train_index, training=True),
-            steps_per_epoch=math.ceil(len(train_index) / stream.batch_size),
+            steps_per_epoch=stream.steps(train_index),
             epochs=epochs,
             shuffle=False,  # the stream reshuffles every epoch itself
             validation_data=stream.dataset(held_out_index, training=False) if len(held_out_index) else None,
