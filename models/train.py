@@ -63,9 +63,11 @@ def train_model(
     signatures = [file_signature(path) for path in input_files(spec, dataset) if path.is_file()]
     if weights and Path(weights).is_file():
         signatures.append({"path": str(weights), "size": Path(weights).stat().st_size})
-    run_record = {"model": spec.text, "settings": spec.settings, "folds": fold_limit, "refit": refit,
-                  "weights": weights, "weights_dir": str(weights_dir) if weights_dir else None,
-                  "inputs": signatures + [file_signature(train.path), file_signature(test.path)]}
+    # what a single fold's result depends on: --folds 1, then --folds 5, reuses fold 0
+    fold_record = {"model": spec.text, "settings": spec.settings,
+                   "weights": weights, "weights_dir": str(weights_dir) if weights_dir else None,
+                   "inputs": signatures + [file_signature(train.path), file_signature(test.path)]}
+    run_record = {**fold_record, "folds": fold_limit, "refit": refit}
     run_fingerprint = fingerprint(run_record)
     if output.is_file() and not force:
         with h5py.File(output, "r") as handle:
@@ -73,8 +75,6 @@ def train_model(
                 print(f"{output} is up to date (same settings and inputs); --force retrains")
                 return output
     work_dir = paths.model_dir(dataset, spec.model_id)
-    # a fold's result does not depend on how many folds were asked for: --folds 1, then --folds 5, reuses fold 0
-    fold_record = {key: value for key, value in run_record.items() if key not in ("folds", "refit")}
     prepare_work_dir(work_dir, fingerprint(fold_record), force)
     context = TrainContext(spec=spec, dataset=dataset, train=train, test=test, model_dir=work_dir,
                            weights=weights, weights_dir=weights_dir, callbacks=list(callbacks or []))
